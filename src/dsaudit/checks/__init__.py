@@ -1,0 +1,1 @@
+"""Checks: small units with stable IDs, each yielding findings from the index."""

@@ -1,0 +1,92 @@
+"""What a check is: a small unit with a stable ID, a readable name, a default severity, and a
+docstring whose first line is its summary and whose ``Why:`` and ``Fix:`` paragraphs explain it.
+
+A check reads the index (never the image files) and yields findings. Thresholds come from the
+configuration, not from constants in the check, so that measuring and judging stay apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Mapping
+
+from dsaudit.config import AuditConfig
+from dsaudit.findings import Finding, Severity
+from dsaudit.index.dataset import DatasetIndex
+
+ID_PATTERN = re.compile(r"^DSA\d{3}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)+$")
+
+
+@dataclass
+class CheckContext:
+    """What a running check can see and share.
+
+    `artifacts` lets one check hand intermediate results to a later one (for example the leakage
+    checks publish matched pairs that the probe and the effective-size hints use); `sections`
+    holds JSON-able blocks that go into the report under their name (e.g. "batching", "probe").
+    """
+
+    index: DatasetIndex
+    config: AuditConfig
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
+
+
+def _doc_section(doc: str, name: str) -> str:
+    match = re.search(rf"^\s*{name}:\s*(.*?)(?=^\s*(?:Why|Fix|Thresholds):|\Z)", doc,
+                      flags=re.S | re.M)
+    if not match:
+        return ""
+    return " ".join(line.strip() for line in match.group(1).strip().splitlines())
+
+
+class Check:
+    """Base class. Subclasses set `id`, `name`, `severity` and implement `run`."""
+
+    id: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # -- documentation, parsed from the docstring ------------------------------------------
+    @classmethod
+    def doc(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        return cls.doc().split("\n", 1)[0].strip()
+
+    @classmethod
+    def why(cls) -> str:
+        return _doc_section(cls.doc(), "Why")
+
+    @classmethod
+    def fix(cls) -> str:
+        return _doc_section(cls.doc(), "Fix")
+
+    @classmethod
+    def thresholds(cls) -> str:
+        return _doc_section(cls.doc(), "Thresholds")
+
+    # -- building findings -------------------------------------------------------------------
+    def finding(self, title: str, message: str, *, paths: Iterable[str] = (),
+                evidence: Mapping[str, Any] | None = None, hint: str | None = None,
+                subject: str = "", severity: Severity | None = None) -> Finding:
+        """A finding from this check; the hint defaults to the docstring's Fix paragraph."""
+        return Finding(
+            check_id=self.id,
+            severity=severity if severity is not None else self.severity,
+            title=title,
+            message=message,
+            paths=tuple(paths),
+            evidence=dict(evidence or {}),
+            hint=self.fix() if hint is None else hint,
+            subject=subject,
+            check_name=self.name,
+        )

@@ -1,0 +1,259 @@
+"""Configuration: defaults < `[tool.dsaudit]` in pyproject.toml or dsaudit.toml < command line.
+
+All thresholds live here, apart from the checks that use them, so that what a check *measures*
+stays separate from the numbers that *judge* it (the deepchecks lesson). Each area has its own
+frozen section; a TOML file sets them as sub-tables, for example::
+
+    [tool.dsaudit]
+    fail_on = "warning"
+    ignore = ["DSA006"]
+    severity = { DSA013 = "warning" }
+
+    [tool.dsaudit.leakage]
+    near_threshold = 8
+
+Unknown keys are a usage error (exit 2) so that a typo never silently disables a threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from dsaudit.findings import Severity
+
+
+class ConfigError(ValueError):
+    """A configuration file or option is wrong. The CLI maps it to exit code 2."""
+
+
+@dataclass(frozen=True)
+class IntegrityConfig:
+    min_side: int = 16                    # images with a side below this many pixels are "tiny"
+    max_aspect_ratio: float = 10.0        # long side / short side above this is "extreme"
+    max_pixels: int = 89_478_485          # above this the image is treated as a decompression bomb
+    mixed_modes_min_share: float = 0.0    # report mixed colour modes when the minority share exceeds this
+
+
+@dataclass(frozen=True)
+class LeakageConfig:
+    exact: bool = True                    # byte- and pixel-identical duplicates
+    near: bool = True                     # perceptual near-duplicates
+    near_threshold: int = 8               # max Hamming distance (of 64 bits) for a pHash match
+    verify_threshold: float = 0.90        # min normalised similarity after alignment to confirm a pair
+    group_regex: str = ""                 # regex on the relative path; group(1) or the match is the group
+    cluster_warn_ratio: float = 0.8       # warn when effective/raw count of a class falls below this
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    imbalance_warn_ratio: float = 3.0     # largest/smallest class count
+    imbalance_error_ratio: float = 10.0
+    shift_p_value: float = 0.01           # chi-square significance for a class-distribution shift
+    shift_min_tvd: float = 0.10           # ...and minimum total variation distance to call it large
+    max_ci_halfwidth: float = 0.05        # 95% CI half-width of an accuracy measured on a split
+    val_share_min: float = 0.05           # sane range for the validation share of all data
+    val_share_max: float = 0.40
+    shortcut_min_cramers_v: float = 0.5   # association of a file property with the label
+    shortcut_p_value: float = 0.001
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    batch_size: int | None = None
+    val_batch_size: int | None = None
+    max_batch_size: int | None = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    validation_split: float | None = None  # simulate Keras' tail validation_split with this fraction
+    tail_min_share: float = 0.5            # flag a class whose share in the tail is below this x its share overall
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    mode: str = "auto"                    # auto: run when cross-split leakage was found and TF is installed
+    budget_seconds: float = 300.0
+    min_inflation: float = 0.05           # inflation (accuracy points as a fraction) that makes an error
+    p_value: float = 0.05
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    fail_on: str = "error"                # error | warning | info | never
+    select: tuple[str, ...] = ()          # check IDs, names or globs to run (empty: all)
+    ignore: tuple[str, ...] = ()          # check IDs, names or globs to skip
+    severity: Mapping[str, str] = field(default_factory=dict)  # per-check severity overrides
+    jobs: int = 0                         # 0: all cores
+    cache: bool = True
+    cache_dir: str = ""                   # empty: $DSAUDIT_CACHE_DIR or the user cache folder
+    seed: int = 0
+    thumbnails: int = 300                 # at most this many images embedded in the HTML report
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
+    leakage: LeakageConfig = field(default_factory=LeakageConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["select"] = list(self.select)
+        data["ignore"] = list(self.ignore)
+        data["severity"] = dict(self.severity)
+        return data
+
+    @property
+    def fail_threshold(self) -> Severity | None:
+        return None if self.fail_on == "never" else Severity.parse(self.fail_on)
+
+    def resolved_jobs(self) -> int:
+        return self.jobs if self.jobs and self.jobs > 0 else (os.cpu_count() or 1)
+
+
+def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
+    """Coerce a TOML/CLI value to the type of the field, with a clear error when impossible."""
+    if value is None:
+        return None
+    if "tuple" in annotation:
+        if isinstance(value, str):
+            value = [v for v in (p.strip() for p in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list of strings")
+        return tuple(str(v) for v in value)
+    if "Mapping" in annotation:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a table such as {{ DSA001 = \"warning\" }}")
+        out = {}
+        for k, v in value.items():
+            try:
+                Severity.parse(v)
+            except ValueError as exc:
+                raise ConfigError(f"{name}.{k}: {exc}") from None
+            out[str(k).upper()] = str(v).lower()
+        return out
+    try:
+        if "bool" in annotation:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if value.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if "int" in annotation and "float" not in annotation:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if "float" in annotation:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {value!r} is not a valid {annotation}") from None
+
+
+def _apply(obj: Any, values: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"unknown configuration key {where}{key!r} "
+                              f"(known: {', '.join(sorted(known))})")
+        f = known[key]
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}{key} must be a table")
+            changes[key] = _apply(current, value, f"{where}{key}.")
+        else:
+            changes[key] = _coerce(f"{where}{key}", value, current, str(f.type))
+    return dataclasses.replace(obj, **changes)
+
+
+def _validate(cfg: AuditConfig) -> AuditConfig:
+    if cfg.fail_on not in ("error", "warning", "info", "never"):
+        raise ConfigError(f"fail_on must be error, warning, info or never, not {cfg.fail_on!r}")
+    if cfg.probe.mode not in ("auto", "on", "off"):
+        raise ConfigError(f"probe.mode must be auto, on or off, not {cfg.probe.mode!r}")
+    for name in ("batch_size", "val_batch_size", "max_batch_size", "steps_per_epoch",
+                 "validation_steps"):
+        value = getattr(cfg.batch, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"batch.{name} must be a positive integer, not {value}")
+    vs = cfg.batch.validation_split
+    if vs is not None and not 0.0 < vs < 1.0:
+        raise ConfigError(f"validation_split must be between 0 and 1 (exclusive), not {vs}")
+    if cfg.leakage.group_regex:
+        import re
+
+        try:
+            re.compile(cfg.leakage.group_regex)
+        except re.error as exc:
+            raise ConfigError(f"group_regex is not a valid regular expression: {exc}") from None
+    return cfg
+
+
+def find_config_file(root: Path | None) -> Path | None:
+    """A dsaudit.toml, or a pyproject.toml with [tool.dsaudit], beside ROOT (in its parent folder)
+    or inside it. Reading a config file inside the dataset is allowed; writing never is."""
+    if root is None:
+        return None
+    candidates = []
+    for folder in (root, root.parent):
+        candidates += [folder / "dsaudit.toml", folder / "pyproject.toml"]
+    for path in candidates:
+        if path.is_file():
+            if path.name == "dsaudit.toml":
+                return path
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue
+            if "dsaudit" in data.get("tool", {}):
+                return path
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        return dict(data.get("tool", {}).get("dsaudit", {}))
+    # dsaudit.toml: either top-level keys or a [tool.dsaudit] table
+    return dict(data.get("tool", {}).get("dsaudit", data))
+
+
+def load_config(root: Path | None, config_file: Path | None = None,
+                overrides: Mapping[str, Any] | None = None) -> tuple[AuditConfig, Path | None]:
+    """Build the effective configuration and say which file it came from (if any).
+
+    `overrides` use dotted keys for sections ("batch.batch_size") and plain keys for the top
+    level; None values are ignored, so a CLI can pass every option unconditionally.
+    """
+    cfg = AuditConfig()
+    source = config_file if config_file is not None else find_config_file(root)
+    if source is not None:
+        cfg = _apply(cfg, read_config_file(source), "")
+    if overrides:
+        nested: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if "." in key:
+                section, sub = key.split(".", 1)
+                nested.setdefault(section, {})[sub] = value
+            else:
+                nested[key] = value
+        cfg = _apply(cfg, nested, "")
+    return _validate(cfg), source

@@ -1,0 +1,1 @@
+"""Renderers: each reads a ScanResult and nothing else."""
