@@ -60,6 +60,7 @@ class BalanceConfig:
     val_share_max: float = 0.40
     shortcut_min_cramers_v: float = 0.5   # association of a file property with the label
     shortcut_p_value: float = 0.001
+    min_effective_per_class: int = 30     # DSA105: flag a class with fewer distinct source images than this
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class BatchConfig:
     validation_steps: int | None = None
     validation_split: float | None = None  # simulate Keras' tail validation_split with this fraction
     tail_min_share: float = 0.5            # flag a class whose share in the tail is below this x its share overall
+    runs_p_value: float = 0.001            # DSA312: runs-test p-value below which manifest rows count as clustered
+    runs_max_ratio: float = 0.5            # DSA312: ...and observed runs at most this x the runs expected at random
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,22 @@ Interface used by the index builder (records.py / build.py):
   (the same keys and shapes for every image) that is cached on disk.
 * ``finalize(features)``: once, in the main process, over the stacked arrays of all images;
   vectorised work (DCT hashes of all thumbnails at once) goes here; returns arrays to add.
+
+What is stored per image (extract):
+
+* ``thumb``: 32x32 grey thumbnail (area-averaged, aspect ignored), uint8. Everything near-duplicate
+  is derived from it: the hashes below, the descriptor used for the nearest-neighbour candidates and
+  the second-stage verification (``dsaudit.index.verify``).
+* ``pixel_hash``: 64-bit digest of the decoded pixels (mode-normalised: palette and 1-bit images are
+  expanded first), so a PNG and a BMP of the same pixels collide while their bytes differ.
+
+What finalize adds (vectorised over all images, never one Python call per image):
+
+* ``phash``: (N, 8) uint64, the 64-bit DCT perceptual hash of each of the 8 dihedral variants of
+  the thumbnail (identity, flips, 90-degree rotations, transposes; order in ``DIHEDRAL``). The
+  variants come from sign patterns and a transpose of one 8x8 DCT block, not from 8 DCTs.
+* ``desc``: (N, 64) float32, a unit-norm, zero-mean 8x8 band of the thumbnail (coarse enough that a
+  10% shift or crop barely moves it) for the nearest-neighbour candidate search.
 """
 
 from __future__ import annotations
@@ -19,8 +35,23 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-FEATURES_VERSION = "0"
+FEATURES_VERSION = "1"
 THUMB = 32
+
+# The 8 dihedral transforms of a square image, as (transpose, flip rows, flip columns) applied in
+# that order to the *query* image so that it lines up with the reference. Names are what was done
+# to the reference to obtain the query (reported as the transform of a match).
+DIHEDRAL = (
+    ("", False, False, False),
+    ("hflip", False, False, True),
+    ("vflip", False, True, False),
+    ("rot180", False, True, True),
+    ("transpose", True, False, False),
+    ("rot90", True, False, True),      # query = rot90(ref) counter-clockwise
+    ("rot270", True, True, False),
+    ("transverse", True, True, True),
+)
+DIHEDRAL_NAMES = tuple(d[0] for d in DIHEDRAL)
 
 
 def prepare(img: Image.Image) -> None:
@@ -29,14 +60,128 @@ def prepare(img: Image.Image) -> None:
         img.draft("RGB" if img.mode not in ("L", "1") else "L", (THUMB * 4, THUMB * 4))
 
 
+def _pixel_digest(img: Image.Image) -> bytes:
+    if img.mode in ("P", "PA", "1"):
+        img = img.convert("RGBA" if ("transparency" in img.info or img.mode == "PA") else "RGB")
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{img.mode}{img.size}".encode())
+    h.update(img.tobytes())
+    return h.digest()
+
+
+def to_thumb(img: Image.Image) -> np.ndarray:
+    """32x32 grey thumbnail: area average over the whole image (aspect ratio ignored)."""
+    if img.mode not in ("L", "RGB"):
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(img, dtype=np.float64)
+            lo, hi = np.percentile(arr, (0.5, 99.5)) if arr.size else (0.0, 1.0)
+            arr = np.clip((arr - lo) / max(hi - lo, 1e-9) * 255.0, 0, 255).astype(np.uint8)
+            img = Image.fromarray(arr, mode="L")
+        elif img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            # composite on white so that transparent areas look like what a viewer shows
+            rgba = img.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(bg, rgba).convert("RGB")
+        else:
+            img = img.convert("RGB")
+    gray = img.convert("L")
+    if gray.size != (THUMB, THUMB):
+        gray = gray.resize((THUMB, THUMB), Image.Resampling.BOX if min(gray.size) >= THUMB
+                           else Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)
+
+
 def extract(img: Image.Image) -> dict[str, np.ndarray]:
-    gray = img.convert("L").resize((THUMB, THUMB), Image.Resampling.BILINEAR)
-    pixel = hashlib.blake2b(img.tobytes() + f"{img.mode}{img.size}".encode(), digest_size=8).digest()
     return {
-        "thumb": np.asarray(gray, dtype=np.uint8),
-        "pixel_hash": np.frombuffer(pixel, dtype=np.uint64).copy(),
+        "thumb": to_thumb(img),
+        "pixel_hash": np.frombuffer(_pixel_digest(img), dtype=np.uint64).copy(),
     }
 
 
-def finalize(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {}
+# ---------------------------------------------------------------------------------------------
+# Vectorised hashes over stacked thumbnails
+# ---------------------------------------------------------------------------------------------
+
+def _dct_matrix(n: int, k: int) -> np.ndarray:
+    """First k rows of the orthonormal DCT-II matrix of size n."""
+    x = np.arange(n)
+    u = np.arange(k)[:, None]
+    m = np.cos(np.pi * (2 * x + 1) * u / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_D8 = _dct_matrix(THUMB, 8)
+_BITS = (np.uint64(1) << np.arange(64, dtype=np.uint64))
+
+
+def _pack_bits(bits: np.ndarray) -> np.ndarray:
+    """(..., 64) bool -> (...) uint64."""
+    return (bits.astype(np.uint64) * _BITS).sum(axis=-1, dtype=np.uint64)
+
+
+def dct_block(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 32, 32) -> (N, 8, 8) lowest DCT coefficients."""
+    t = thumbs.astype(np.float32)
+    d = _D8.astype(np.float32)
+    return np.einsum("uy,nyx,vx->nuv", d, t, d, optimize=True)
+
+
+def phash_from_dct(coef: np.ndarray) -> np.ndarray:
+    """pHash bits from (N, 8, 8) DCT blocks: coefficient > median of the AC coefficients."""
+    flat = coef.reshape(len(coef), 64)
+    med = np.median(flat[:, 1:], axis=1, keepdims=True)
+    return _pack_bits(flat > med)
+
+
+def dihedral_dct(coef: np.ndarray, transpose: bool, flip_rows: bool, flip_cols: bool) -> np.ndarray:
+    """DCT block of the transformed image, from the DCT block of the image (exact for DCT-II)."""
+    c = coef.transpose(0, 2, 1) if transpose else coef
+    sign = np.ones((8, 8), dtype=c.dtype)
+    alt = (-1.0) ** np.arange(8)
+    if flip_rows:
+        sign = sign * alt[:, None]
+    if flip_cols:
+        sign = sign * alt[None, :]
+    return c * sign
+
+
+def dihedral_phashes(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 32, 32) -> (N, 8) uint64: pHash of each dihedral variant (order of DIHEDRAL)."""
+    coef = dct_block(thumbs)
+    out = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
+    for k, (_, tr, fr, fc) in enumerate(DIHEDRAL):
+        out[:, k] = phash_from_dct(dihedral_dct(coef, tr, fr, fc))
+    return out
+
+
+def apply_dihedral(img: np.ndarray, k: int) -> np.ndarray:
+    """Apply dihedral variant k to (..., H, W) arrays (same convention as dihedral_dct)."""
+    _, tr, fr, fc = DIHEDRAL[k]
+    out = np.swapaxes(img, -1, -2) if tr else img
+    if fr:
+        out = out[..., ::-1, :]
+    if fc:
+        out = out[..., :, ::-1]
+    return out
+
+
+def descriptors(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 32, 32) -> (N, 64) float32 unit vectors: 4x4 block means, zero mean per image."""
+    n = len(thumbs)
+    small = thumbs.reshape(n, 8, 4, 8, 4).astype(np.float32).mean(axis=(2, 4)).reshape(n, 64)
+    small -= small.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(small, axis=1, keepdims=True)
+    return small / np.maximum(norm, 1e-6)
+
+
+def finalize(features: dict[str, np.ndarray], chunk: int = 65536) -> dict[str, np.ndarray]:
+    thumbs = features.get("thumb")
+    if thumbs is None or len(thumbs) == 0:
+        return {"phash": np.zeros((0, len(DIHEDRAL)), np.uint64), "desc": np.zeros((0, 64), np.float32)}
+    ph = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
+    desc = np.empty((len(thumbs), 64), dtype=np.float32)
+    for s in range(0, len(thumbs), chunk):
+        ph[s:s + chunk] = dihedral_phashes(thumbs[s:s + chunk])
+        desc[s:s + chunk] = descriptors(thumbs[s:s + chunk])
+    return {"phash": ph, "desc": desc}

@@ -1,0 +1,334 @@
+"""The command line: a thin typer layer over pipeline.scan, mapping errors to exit codes.
+
+Exit codes: 0 the gate passed; 1 the gate failed (findings at or above --fail-on, or a check
+crashed); 2 usage error or an unusable dataset root. Bad input is one line on stderr, never a
+traceback (set DSAUDIT_DEBUG=1 to see one for a genuine bug).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from dsaudit import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
+FORMATS = ("json", "html", "junit", "md")
+
+
+class UsageError(Exception):
+    """Wrong options or files; exit 2 with one line."""
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _stderr().print(f"dsaudit: error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"dsaudit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """dsaudit: find what is wrong with an image dataset before it wastes a training run."""
+
+
+def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return path == root or root in path.parents
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=_stderr(), transient=True)
+
+    def factory(total: int):
+        progress.start()
+        task = progress.add_task("indexing", total=total)
+        return lambda n: progress.advance(task, n)
+
+    return factory, progress
+
+
+def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        if fmt == "json":
+            from dsaudit.render import json as render_json
+
+            path, text = out / "report.json", render_json.render(result)
+        elif fmt == "html":
+            from dsaudit.render import html as render_html
+
+            path, text = out / "report.html", render_html.render(result)
+        elif fmt == "junit":
+            from dsaudit.render import junit as render_junit
+
+            path, text = out / "report.junit.xml", render_junit.render(result)
+        else:
+            from dsaudit.render import markdown as render_md
+
+            path, text = out / "report.md", render_md.render(result)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Optional[Path] = None,
+             formats: str = "json,html", overrides: Optional[dict] = None, config_file: Optional[Path] = None,
+             baseline: Optional[Path] = None, quiet: bool = False, verbose: bool = False,
+             command: str = "") -> int:
+    """Everything `dsaudit scan` does; returns the exit code. Shared with `demo`."""
+    from dsaudit.config import ConfigError, load_config
+    from dsaudit.checks.registry import unknown_patterns
+    from dsaudit.index.layout import DatasetError, display_path
+    from dsaudit.pipeline import scan
+    from dsaudit.policy import BaselineError
+
+    if root is None and manifest is None:
+        raise UsageError("give a dataset ROOT folder, or --manifest FILE.csv")
+    chosen = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise UsageError(f"unknown --format {', '.join(bad) or repr(formats)} (choose from {', '.join(FORMATS)})")
+    data_root = root if root is not None else manifest.resolve().parent  # type: ignore[union-attr]
+    try:
+        config, source = load_config(data_root if data_root.is_dir() else None, config_file, overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    unknown = unknown_patterns(list(config.select) + list(config.ignore))
+    if unknown:
+        raise UsageError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "
+                         "(see `dsaudit checks`)")
+    out = out if out is not None else Path("reports") / (Path(os.path.realpath(data_root)).name or "dataset")
+    if data_root.is_dir() and _inside(out, data_root):
+        raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
+                         "writes into a dataset: pass --out somewhere else")
+    show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+    factory, progress = _progress_factory(show_progress)
+    try:
+        result = scan(root, config, manifest, baseline=baseline, command=command,
+                      thumbnails="html" in chosen, progress=factory)
+    except (DatasetError, BaselineError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.stop()
+    if source is not None:
+        result.meta["config_file"] = display_path(str(source))
+    try:
+        written = _write_reports(result, out, chosen)
+    except OSError as exc:
+        raise UsageError(f"cannot write reports to {display_path(str(out))}: {exc.strerror or exc}") from None
+    if not quiet:
+        from dsaudit.render import terminal
+
+        console = Console(highlight=False)
+        terminal.render(result, console, verbose=verbose)
+        console.print("Reports: " + ", ".join(display_path(str(p)) for p in written), markup=False)
+    return int(result.gate["exit_code"])
+
+
+def _guard(fn, *args, **kwargs) -> int:
+    """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging."""
+    try:
+        return fn(*args, **kwargs)
+    except UsageError as exc:
+        _fail(str(exc))
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # a bug in dsaudit: say so in one line
+        if os.environ.get("DSAUDIT_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set DSAUDIT_DEBUG=1 for a traceback; "
+              "please report it)")
+    return 2
+
+
+@app.command()
+def scan(
+    root: Optional[Path] = typer.Argument(None, help="Dataset folder: ROOT/<split>/<class>/ or ROOT/<class>/.",
+                                          show_default=False),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with path,label[,split,group]; "
+                                            "paths relative to the CSV."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: reports/<root name>]."),
+    format: str = typer.Option("json,html", "--format", "-f", help="Comma-separated: json, html, junit, md."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="error | warning | info | never [default: error]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Accepted findings (from `dsaudit baseline`)."),
+    select: Optional[list[str]] = typer.Option(None, "--select", help="Only these checks (IDs, names, globs)."),
+    ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="Skip these checks (IDs, names, globs)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes [default: all cores]."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode everything; do not read or write the cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder [default: ~/.cache/dsaudit]."),
+    group_regex: Optional[str] = typer.Option(None, "--group-regex", help="Regex on the relative path naming "
+                                              "a sample's group (patient, source); group 1 if present."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size to check."),
+    val_batch_size: Optional[int] = typer.Option(None, "--val-batch-size", help="Validation/test batch size."),
+    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", help="Upper bound for recommended batch sizes."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="steps_per_epoch you pass to fit()."),
+    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="validation_steps you pass to fit()."),
+    validation_split: Optional[float] = typer.Option(None, "--validation-split", help="Simulate Keras validation_split=F."),
+    probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help="Train the probe CNN [default: when "
+                                         "cross-split leakage is found and TensorFlow is installed]."),
+    probe_budget: Optional[float] = typer.Option(None, "--probe-budget", help="Probe wall-time budget in seconds."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for everything random [default: 0]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no terminal summary."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every finding in the terminal."),
+) -> None:
+    """Scan a dataset, write reports, and exit 0 (passed), 1 (gate failed) or 2 (usage error)."""
+    overrides = {
+        "fail_on": fail_on, "select": _split_list(select), "ignore": _split_list(ignore), "jobs": jobs,
+        "cache": False if no_cache else None, "cache_dir": str(cache_dir) if cache_dir else None,
+        "seed": seed, "leakage.group_regex": group_regex, "batch.batch_size": batch_size,
+        "batch.val_batch_size": val_batch_size, "batch.max_batch_size": max_batch_size,
+        "batch.steps_per_epoch": steps_per_epoch, "batch.validation_steps": validation_steps,
+        "batch.validation_split": validation_split,
+        "probe.mode": None if probe is None else ("on" if probe else "off"),
+        "probe.budget_seconds": probe_budget,
+    }
+    command = "dsaudit " + " ".join(shlex.quote(os.fsencode(a).decode("utf-8", "backslashreplace"))
+                                    for a in sys.argv[1:])
+    code = _guard(run_scan, root, manifest=manifest, out=out, formats=format, overrides=overrides,
+                  config_file=config, baseline=baseline, quiet=quiet, verbose=verbose, command=command)
+    raise typer.Exit(code)
+
+
+@app.command()
+def checks() -> None:
+    """List every check: ID, name, default severity and what it finds."""
+    from rich.table import Table
+
+    from dsaudit.checks.registry import all_checks
+
+    table = Table(show_lines=False)
+    for col in ("ID", "name", "severity", "finds"):
+        table.add_column(col)
+    for c in all_checks():
+        table.add_row(c.id, c.name, str(c.severity), c.summary())
+    Console(highlight=False, width=max(120, Console().width)).print(table)
+
+
+@app.command()
+def explain(check_id: str = typer.Argument(..., help="A check ID such as DSA202, or its name.")) -> None:
+    """Explain a check: what it finds, why it matters, how to fix it, and its thresholds."""
+    from dsaudit.checks.registry import get_check
+
+    check = get_check(check_id)
+    if check is None:
+        _fail(f"no check called {check_id!r} (see `dsaudit checks`)")
+    console = Console(highlight=False)
+    console.print(f"{check.id}  {check.name}  (default severity: {check.severity})", markup=False)
+    console.print(check.summary(), markup=False)
+    console.print(f"\nWhy: {check.why()}", markup=False)
+    console.print(f"\nFix: {check.fix()}", markup=False)
+    if check.thresholds():
+        console.print(f"\nThresholds: {check.thresholds()}", markup=False)
+
+
+@app.command()
+def baseline(
+    root: Optional[Path] = typer.Argument(None, help="Dataset folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Baseline file to write (JSON)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV manifest instead of folders."),
+    config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
+    group_regex: Optional[str] = typer.Option(None, "--group-regex", help="As for scan."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
+) -> None:
+    """Write the current findings as accepted ones: later scans with --baseline fail only on new ones."""
+
+    def run() -> int:
+        from dsaudit.config import ConfigError, load_config
+        from dsaudit.index.layout import DatasetError, display_path
+        from dsaudit.pipeline import scan as run_pipeline
+        from dsaudit.policy import baseline_document
+
+        if root is None and manifest is None:
+            raise UsageError("give a dataset ROOT folder, or --manifest FILE.csv")
+        data_root = root if root is not None else manifest.resolve().parent  # type: ignore[union-attr]
+        if data_root.is_dir() and _inside(output, data_root):
+            raise UsageError("the baseline file would be inside the dataset; write it elsewhere")
+        try:
+            cfg, _ = load_config(data_root if data_root.is_dir() else None, config,
+                                 {"leakage.group_regex": group_regex, "jobs": jobs, "probe.mode": "off"})
+            result = run_pipeline(root, cfg, manifest)
+        except (ConfigError, DatasetError) as exc:
+            raise UsageError(str(exc)) from None
+        doc = baseline_document(result.findings)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        typer.echo(f"Wrote {len(doc['accepted'])} accepted finding(s) to {display_path(str(output))}")
+        return 0
+
+    raise typer.Exit(_guard(run))
+
+
+@app.command()
+def demo(
+    folder: Optional[Path] = typer.Argument(None, help="Where to build the example dataset [default: a new "
+                                            "temporary folder]."),
+    out: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Report folder."),
+    probe: bool = typer.Option(False, "--probe/--no-probe", help="Also train the probe CNN (needs TensorFlow)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Build the built-in example dataset (real digit images with planted flaws) and scan it."""
+
+    def run() -> int:
+        import tempfile
+
+        from dsaudit.demo import DEMO_GROUP_REGEX, build_demo_dataset
+        from dsaudit.index.layout import display_path
+
+        target = folder if folder is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
+        if target.exists() and any(target.iterdir()):
+            raise UsageError(f"{display_path(str(target))} is not empty; give a new or empty folder")
+        build_demo_dataset(target)
+        typer.echo(f"Built the demo dataset in {display_path(str(target))}")
+        code = run_scan(target, out=out, formats="json,html,junit,md", quiet=quiet,
+                        overrides={"batch.batch_size": 32, "probe.mode": "on" if probe else "off",
+                                   "leakage.group_regex": DEMO_GROUP_REGEX},
+                        command="dsaudit demo")
+        typer.echo(f"Report: {display_path(str(out / 'report.html'))} (the demo plants flaws on purpose, "
+                   f"so the gate fails: exit code {code})")
+        return 0
+
+    raise typer.Exit(_guard(run))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Build the DatasetIndex: stat every file, reuse cached records, decode the rest in parallel once,
+stack the per-image features and finish them in one vectorised step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from dsaudit.config import AuditConfig
+from dsaudit.index import hashing
+from dsaudit.index.cache import RecordCache, default_cache_dir
+from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
+from dsaudit.index.engine import run_parallel
+from dsaudit.index.layout import Layout
+from dsaudit.index.records import RECORD_VERSION, analyse_file
+
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+def _crash_record(task: tuple[str, str, int]) -> dict[str, Any]:
+    return {"kind": "broken-image", "format": "", "width": 0, "height": 0, "mode": "", "channels": 0,
+            "readable": False, "truncated": False, "bomb": False, "sha256": "", "features": None,
+            "error": "the image decoder crashed on this file (worker process died)"}
+
+
+def _stat_record(error: str) -> dict[str, Any]:
+    rec = _crash_record(("", "", 0))
+    rec.update(kind="unreadable", error=error)
+    return rec
+
+
+def apply_group_regex(paths: pd.Series, pattern: str) -> pd.Series:
+    """Group ID per path: the regex's first group if it has one, else the whole match; "" if none."""
+    regex = re.compile(pattern)
+
+    def one(path: str) -> str:
+        m = regex.search(path)
+        if not m:
+            return ""
+        return m.group(1) if regex.groups and m.group(1) is not None else m.group(0)
+
+    return paths.map(one)
+
+
+def build_index(layout: Layout, config: AuditConfig,
+                progress: ProgressFactory | None = None) -> DatasetIndex:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    entries = layout.entries
+    stats: list[tuple[int, int] | None] = []
+    for e in entries:
+        try:
+            st = os.stat(e.abs_path)
+            stats.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append(None)
+    timings["stat"] = time.perf_counter() - t0
+
+    version = f"{RECORD_VERSION}.{hashing.FEATURES_VERSION}.{config.integrity.max_pixels}"
+    cache = None
+    hits: dict[str, dict[str, Any]] = {}
+    t1 = time.perf_counter()
+    if config.cache:
+        try:
+            root_key = os.path.realpath(layout.root) + (f"::{layout.manifest}" if layout.manifest else "")
+            cache = RecordCache(default_cache_dir(config.cache_dir), root_key, version)
+            hits = cache.lookup((e.rel, s[0], s[1]) for e, s in zip(entries, stats) if s is not None)
+        except Exception:  # an unusable cache folder must never stop a scan
+            cache, hits = None, {}
+    timings["cache_read"] = time.perf_counter() - t1
+
+    records: list[dict[str, Any] | None] = [None] * len(entries)
+    todo: list[int] = []
+    for i, (e, s) in enumerate(zip(entries, stats)):
+        if s is None:
+            records[i] = _stat_record("cannot read file metadata (stat failed)")
+        elif e.rel in hits:
+            records[i] = hits[e.rel]
+        else:
+            todo.append(i)
+
+    t2 = time.perf_counter()
+    if todo:
+        tick = progress(len(todo)) if progress else None
+        tasks = [(entries[i].abs_path, _ext(entries[i].abs_path), config.integrity.max_pixels)
+                 for i in todo]
+        results = run_parallel(analyse_file, tasks, config.resolved_jobs(), progress=tick,
+                               crash_result=_crash_record)
+        for i, rec in zip(todo, results):
+            records[i] = rec
+    timings["decode"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    if cache is not None:
+        try:
+            cache.store((entries[i].rel, stats[i][0], stats[i][1], records[i]) for i in todo
+                        if stats[i] is not None and not records[i]["error"].startswith("the image decoder crashed"))
+            cache.prune(e.rel for e in entries)
+        except Exception:
+            pass
+        finally:
+            cache.close()
+    timings["cache_write"] = time.perf_counter() - t3
+
+    t4 = time.perf_counter()
+    table, features = _assemble(layout, stats, records)
+    if config.leakage.group_regex:
+        from_regex = apply_group_regex(table["path"], config.leakage.group_regex)
+        table["group"] = table["group"].where(table["group"] != "", from_regex)
+    features.update(hashing.finalize(features) if len(features) else {})
+    timings["assemble"] = time.perf_counter() - t4
+    timings["index_total"] = time.perf_counter() - t0
+    return DatasetIndex(layout.root, layout, table, features, timings,
+                        stats={"cache_hits": len(entries) - len(todo), "decoded": len(todo)})
+
+
+def _ext(path: str) -> str:
+    return os.path.splitext(path)[1].lower().lstrip(".")
+
+
+def _assemble(layout: Layout, stats, records) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    rows = []
+    for e, s, rec in zip(layout.entries, stats, records):
+        rows.append({
+            "path": e.rel, "abs_path": e.abs_path, "split": e.split, "label": e.label,
+            "group": e.group, "order": e.order, "ext": _ext(e.abs_path),
+            "bytes": s[0] if s else 0, "mtime_ns": s[1] if s else 0,
+            "kind": rec["kind"], "format": rec["format"], "width": rec["width"],
+            "height": rec["height"], "mode": rec["mode"], "channels": rec["channels"],
+            "readable": rec["readable"], "truncated": rec["truncated"], "bomb": rec["bomb"],
+            "error": rec["error"], "has_features": rec.get("features") is not None,
+            "sha256": rec.get("sha256", ""),
+        })
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS) + ["sha256"])
+    for col in ("width", "height", "channels", "bytes", "order"):
+        table[col] = table[col].astype("int64")
+    table["mtime_ns"] = table["mtime_ns"].astype("int64")
+    for col in ("readable", "truncated", "bomb", "has_features"):
+        table[col] = table[col].astype(bool)
+    features: dict[str, np.ndarray] = {}
+    template = next((r["features"] for r in records if r.get("features") is not None), None)
+    if template is not None:
+        n = len(records)
+        for key, value in template.items():
+            value = np.asarray(value)
+            arr = np.zeros((n,) + value.shape, dtype=value.dtype)
+            for i, rec in enumerate(records):
+                f = rec.get("features")
+                if f is not None:
+                    arr[i] = f[key]
+            features[key] = arr
+    return table, features

@@ -1,0 +1,165 @@
+"""One record per file, from one read and at most one decode.
+
+`analyse_file` runs in worker processes. It never raises: an unreadable, empty, truncated, corrupt
+or oversized file becomes a record that says so, and the integrity checks turn that into findings.
+The pixels are decoded once and handed to the feature extractor (hashing.extract) in the same pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from io import BytesIO
+from typing import Any
+
+from PIL import Image, ImageFile
+
+from dsaudit.index import hashing
+
+# We enforce our own pixel limit (integrity.max_pixels) from the header, before decoding.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+RECORD_VERSION = "1"
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "jpe", "jfif", "png", "bmp", "gif", "tif", "tiff", "webp", "ppm",
+                    "pgm", "pbm", "pnm", "ico", "dib", "tga", "jp2", "j2k", "heic", "heif", "avif",
+                    "dcm", "psd", "pcx", "sgi", "ras", "im", "xbm", "qoi"}
+# Extension -> the set of real formats it may legitimately hold.
+EXTENSION_FORMATS = {
+    "jpg": {"JPEG", "MPO"}, "jpeg": {"JPEG", "MPO"}, "jpe": {"JPEG"}, "jfif": {"JPEG"},
+    "png": {"PNG"}, "bmp": {"BMP", "DIB"}, "dib": {"BMP", "DIB"}, "gif": {"GIF"},
+    "tif": {"TIFF"}, "tiff": {"TIFF"}, "webp": {"WEBP"}, "ico": {"ICO"},
+    "ppm": {"PPM"}, "pgm": {"PPM"}, "pbm": {"PPM"}, "pnm": {"PPM"},
+}
+READ_LIMIT = 512 * 1024 * 1024  # files above this are hashed in chunks and decoded from disk
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "GZIP"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
+    (b"qoif", "QOI"),
+)
+
+
+def sniff_format(head: bytes) -> str:
+    """The real format from the first bytes, independent of the file's extension."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
+            return "HEIF"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        return "MP4"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "DICOM"
+    if head[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"):
+        return "PPM"
+    if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head[:64]):
+        return "TEXT"
+    return ""
+
+
+def _stream_incomplete(fmt: str, data: bytes | None) -> bool:
+    """True when the stream visibly stops early: a JPEG without its end-of-image marker, a PNG
+    without IEND. Lenient on purpose: trailing bytes after the marker (camera metadata, padding)
+    are common in valid files, so the marker only has to appear in the second half of the file
+    (an embedded EXIF thumbnail's marker sits at the start and does not count)."""
+    if data is None or len(data) < 64:
+        return False
+    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(fmt)
+    if marker is None:
+        return False
+    return data.rfind(marker) < len(data) // 2
+
+
+def _hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
+    """Read and decode one file. `task` is (abs_path, ext, max_pixels). Never raises."""
+    abs_path, ext, max_pixels = task
+    rec: dict[str, Any] = {
+        "kind": "unreadable", "format": "", "width": 0, "height": 0, "mode": "", "channels": 0,
+        "readable": False, "truncated": False, "bomb": False, "error": "", "sha256": "",
+        "features": None,
+    }
+    try:
+        size = os.path.getsize(abs_path)
+        if size == 0:
+            rec["kind"] = "empty"
+            rec["error"] = "file is empty (0 bytes)"
+            rec["sha256"] = hashlib.sha256(b"").hexdigest()
+            return rec
+        data: bytes | None = None
+        if size <= READ_LIMIT:
+            with open(abs_path, "rb") as fh:
+                data = fh.read()
+            rec["sha256"] = hashlib.sha256(data).hexdigest()
+            head = data[:160]
+        else:
+            rec["sha256"] = _hash_file(abs_path)
+            with open(abs_path, "rb") as fh:
+                head = fh.read(160)
+    except OSError as exc:
+        rec["error"] = f"cannot read file: {exc.strerror or exc}"
+        return rec
+
+    sniffed = sniff_format(head)
+    rec["format"] = sniffed
+    looks_like_image = ext in IMAGE_EXTENSIONS or sniffed in {
+        "PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "ICO", "PSD", "JPEG2000", "HEIF", "AVIF", "DICOM",
+        "PPM", "QOI"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(BytesIO(data) if data is not None else abs_path)
+            with img:
+                rec["format"] = img.format or sniffed
+                rec["width"], rec["height"] = img.size
+                rec["mode"] = img.mode
+                rec["channels"] = len(img.getbands())
+                if img.size[0] * img.size[1] > max_pixels:
+                    rec["kind"] = "image"
+                    rec["bomb"] = True
+                    rec["error"] = (f"{img.size[0]}x{img.size[1]} = {img.size[0] * img.size[1]:,} pixels "
+                                    f"exceeds the limit of {max_pixels:,}; not decoded")
+                    return rec
+                hashing.prepare(img)
+                img.load()
+                if _stream_incomplete(rec["format"], data):
+                    rec["kind"] = "broken-image"
+                    rec["truncated"] = True
+                    rec["error"] = "image data ends early (end-of-image marker missing)"
+                    return rec
+                rec["features"] = hashing.extract(img)
+                rec["kind"] = "image"
+                rec["readable"] = True
+    except Exception as exc:  # any decoder failure is a finding, never a crash
+        message = f"{type(exc).__name__}: {exc}"
+        rec["error"] = message[:300]
+        rec["truncated"] = "truncated" in message.lower() or "end of file" in message.lower()
+        rec["kind"] = "broken-image" if looks_like_image and sniffed != "TEXT" else "non-image"
+        if rec["truncated"]:
+            rec["kind"] = "broken-image"
+    return rec

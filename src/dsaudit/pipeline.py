@@ -1,0 +1,174 @@
+"""scan(): discover the layout, build the index once, run the selected checks, judge the findings.
+
+A check that raises becomes a recorded CheckError; the scan always completes. Nothing here writes
+anything except the record cache (outside the dataset); reports are written by the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import time
+import traceback
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Callable
+
+from dsaudit import __version__
+from dsaudit.checks.base import CheckContext
+from dsaudit.checks.registry import select_checks
+from dsaudit.config import AuditConfig
+from dsaudit.findings import CheckError, Finding, ScanResult
+from dsaudit.index.build import ProgressFactory, build_index
+from dsaudit.index.dataset import DatasetIndex
+from dsaudit.index.engine import run_parallel
+from dsaudit.index.layout import discover, display_path
+from dsaudit import policy
+
+THUMB_SIDE = 112
+
+
+def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
+          progress: ProgressFactory | None = None) -> DatasetIndex:
+    """Discover the layout and build the index (no checks)."""
+    layout = discover(root if root is not None else manifest.parent, manifest)  # type: ignore[union-attr]
+    return build_index(layout, config, progress=progress)
+
+
+def run_checks(index: DatasetIndex, config: AuditConfig,
+               status: Callable[[str], None] | None = None) -> tuple[list[Finding], list[CheckError], CheckContext, dict[str, float]]:
+    ctx = CheckContext(index=index, config=config)
+    findings: list[Finding] = []
+    errors: list[CheckError] = []
+    timings: dict[str, float] = {}
+    for check_cls in select_checks(config.select, config.ignore):
+        t0 = time.perf_counter()
+        if status:
+            status(f"{check_cls.id} {check_cls.name}")
+        try:
+            findings.extend(check_cls().run(ctx))
+        except Exception as exc:  # a crashing check is a result, not a crashed scan
+            errors.append(CheckError(check_cls.id, check_cls.name, f"{type(exc).__name__}: {exc}",
+                                     traceback.format_exc(limit=8)))
+        timings[check_cls.id] = round(time.perf_counter() - t0, 4)
+    return findings, errors, ctx, timings
+
+
+def summarize(index: DatasetIndex, duration: float) -> dict[str, Any]:
+    t = index.table
+    counts: dict[str, dict[str, int]] = {}
+    for split in index.layout.splits:
+        key = split or "all"
+        labels = sorted(set(index.layout.classes.get(split, [])) | set(t.loc[t["split"] == split, "label"]))
+        sub = t[t["split"] == split]
+        counts[key] = {label: int((sub["label"] == label).sum()) for label in labels}
+    return {
+        "files": int(len(t)),
+        "images": int(t["readable"].sum()),
+        "unreadable": int((~t["readable"] & ~t["bomb"]).sum()),
+        "bytes": int(t["bytes"].sum()),
+        "counts": counts,
+        "formats": {str(k): int(v) for k, v in t["format"].replace("", "unknown").value_counts().items()},
+        "modes": {str(k): int(v) for k, v in t.loc[t["readable"], "mode"].value_counts().items()},
+        "duration_seconds": round(duration, 3),
+        "cache": {"hits": int(index.stats.get("cache_hits", 0)),
+                  "misses": int(index.stats.get("decoded", 0))},
+    }
+
+
+def fingerprint(index: DatasetIndex) -> str:
+    digest = hashlib.sha256()
+    for path, sha, split, label in sorted(zip(index.table["path"], index.table["sha256"],
+                                              index.table["split"], index.table["label"])):
+        digest.update(f"{path}\0{sha}\0{split}\0{label}\n".encode("utf-8", "backslashreplace"))
+    return digest.hexdigest()[:16]
+
+
+def check_docs() -> dict[str, dict[str, str]]:
+    from dsaudit.checks.registry import all_checks
+
+    return {c.id: {"name": c.name, "summary": c.summary(), "why": c.why(), "fix": c.fix(),
+                   "severity": str(c.severity)} for c in all_checks()}
+
+
+def _thumbnail(abs_path: str) -> str:
+    """A small JPEG data URI of one image, or "" when it cannot be made."""
+    try:
+        from PIL import Image
+
+        with Image.open(abs_path) as img:
+            if img.size[0] * img.size[1] > 89_478_485:
+                return ""
+            img.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
+            img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+            img = img.convert("RGB")
+            buf = BytesIO()
+            img.save(buf, format="JPEG", quality=70)
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    except Exception:
+        return ""
+
+
+def make_thumbnails(index: DatasetIndex, findings: list[Finding], limit: int, jobs: int) -> dict[str, str]:
+    """Thumbnails for the paths the HTML report shows first: leaked pairs, then other findings."""
+    if limit <= 0:
+        return {}
+    wanted: list[str] = []
+    seen: set[str] = set()
+    ordered = sorted(findings, key=lambda f: (not f.check_id.startswith("DSA2"), -int(f.severity)))
+    for f in ordered:
+        pairs = f.evidence.get("pairs") if isinstance(f.evidence, dict) else None
+        candidates = [p for pair in (pairs or [])[:50] for p in (pair.get("a"), pair.get("b"))] + list(f.paths[:12])
+        for p in candidates:
+            if p and p not in seen:
+                seen.add(p)
+                wanted.append(p)
+        if len(wanted) >= limit:
+            break
+    wanted = wanted[:limit]
+    t = index.table
+    readable = t[t["readable"]].set_index("path")["abs_path"]
+    paths = [p for p in wanted if p in readable.index]
+    uris = run_parallel(_thumbnail, [readable[p] for p in paths], jobs)
+    return {p: u for p, u in zip(paths, uris) if u}
+
+
+def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *,
+         baseline: Path | None = None, command: str = "", thumbnails: bool = False,
+         progress: ProgressFactory | None = None,
+         status: Callable[[str], None] | None = None) -> ScanResult:
+    """Run a whole audit and return its result. Raises DatasetError for an unusable root."""
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    accepted = policy.load_baseline(baseline) if baseline else set()
+    index = build(root, config, manifest, progress=progress)
+    findings, errors, ctx, check_timings = run_checks(index, config, status)
+    findings = policy.apply_overrides(findings, config.severity)
+    findings = policy.apply_baseline(findings, accepted)
+    findings.sort(key=lambda f: (-int(f.severity), f.check_id, f.key))
+    gate = policy.gate(findings, errors, config.fail_on)
+    thumbs: dict[str, str] = {}
+    if thumbnails:
+        t_thumb = time.perf_counter()
+        thumbs = make_thumbnails(index, findings, config.thumbnails, config.resolved_jobs())
+        index.timings["thumbnails"] = time.perf_counter() - t_thumb
+    duration = time.perf_counter() - t0
+    timings = {k: round(v, 4) for k, v in index.timings.items()}
+    timings["checks"] = check_timings
+    return ScanResult(
+        root=display_path(str(index.root)),
+        layout=index.layout.to_dict(),
+        summary=summarize(index, duration),
+        findings=findings,
+        check_errors=errors,
+        config=config.to_dict(),
+        gate=gate,
+        sections=ctx.sections,
+        meta={"command": command, "started": started.isoformat(timespec="seconds"),
+              "duration_seconds": round(duration, 3), "fingerprint": fingerprint(index),
+              "timings": timings, "jobs": config.resolved_jobs(), "checks": check_docs(),
+              "checks_run": list(check_timings), "dsaudit_version": __version__},
+        dsaudit_version=__version__,
+        thumbnails=thumbs,
+    )

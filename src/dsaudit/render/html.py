@@ -1,0 +1,607 @@
+"""The HTML report: one self-contained file a reviewer opens in a browser, online or not.
+
+Everything is inline: CSS, SVG charts, thumbnails as ``data:`` URIs and a small vanilla script that
+adds sorting and filtering (the page is complete without it). A Content-Security-Policy allows no
+network access at all and only this script (by hash), so even a name that slipped past escaping could
+not run code or fetch anything. Templates live in ``render/templates`` and are rendered by Jinja2
+with autoescaping on; every file, class and check text is data, never markup.
+
+This module reads a :class:`~dsaudit.findings.ScanResult` and nothing else of dsaudit. Caps keep
+reports of huge datasets small (findings shown, gallery pairs, embedded thumbnails and their bytes);
+the report says when a cap was hit and points to report.json, which has everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup, escape
+
+from dsaudit.findings import Finding, ScanResult, Severity
+
+# Caps for huge datasets. The defaults keep a report of thousands of findings around a few MB.
+MAX_FINDINGS = 1000            # finding cards rendered in full (the rest are counted per check)
+MAX_PAIRS = 150                # pairs shown in the leakage gallery (all of them are in report.json)
+MAX_PAIRS_PER_FINDING = 12     # pairs shown per leakage finding
+MAX_CLUSTER_MEMBERS = 8        # thumbnails per duplicate cluster
+MAX_THUMBNAILS = 400           # <img> thumbnails embedded in total
+MAX_THUMBNAIL_BYTES = 6_000_000  # bytes of data URIs embedded in total
+MAX_BYTES = 14_000_000         # the whole file; caps are halved until the report fits
+MAX_CHART_CLASSES = 30         # bars per class-count chart
+MAX_TABLE_ROWS = 300           # rows of any generic table / classes in the overview table
+
+SEVERITY_ICON = {"error": "\u2716", "warning": "\u25b2", "info": "\u2139"}  # ✖ ▲ ℹ
+_DATA_URI = re.compile(r"^data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+_env: Environment | None = None
+
+
+def _environment() -> Environment:
+    global _env
+    if _env is None:
+        env = Environment(loader=PackageLoader("dsaudit.render", "templates"), autoescape=True,
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        env.filters["num"] = _num
+        env.filters["anchor"] = _anchor
+        _env = env
+    return _env
+
+
+def _clean_char(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
+        return "\ufffd"
+    return ""  # control characters are dropped
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters; show undecodable file-name bytes as ``\\xNN``."""
+    return _CONTROL.sub(_clean_char, text)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    """Numbers for people: thousands separators for ints, 4 significant digits for floats."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
+            return "\u221e"
+        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+            return f"{value:.{digits - 1}e}"
+        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _anchor(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(value))
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    """A compact one-line rendering of an evidence value."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = _num(value)
+    elif isinstance(value, (list, tuple)):
+        parts = [_short(v, 60) for v in value[:5]]
+        more = f", \u2026 (+{len(value) - 5:,} more)" if len(value) > 5 else ""
+        text = "[" + ", ".join(parts) + more + "]"
+    elif isinstance(value, Mapping):
+        text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+# --------------------------------------------------------------------------------------------
+# Thumbnails under a budget
+
+
+@dataclass
+class _Thumbs:
+    uris: Mapping[str, str]
+    max_count: int
+    max_bytes: int
+    count: int = 0
+    bytes: int = 0
+    capped: int = 0      # wanted but not embedded because of the caps
+    missing: int = 0     # no thumbnail available for the path
+
+    def get(self, path: str) -> dict[str, Any]:
+        uri = self.uris.get(path)
+        if not isinstance(uri, str) or not _DATA_URI.match(uri):
+            self.missing += 1
+            return {"uri": None, "reason": "no preview"}
+        if self.count >= self.max_count or self.bytes + len(uri) > self.max_bytes:
+            self.capped += 1
+            return {"uri": None, "reason": "not embedded (size cap)"}
+        self.count += 1
+        self.bytes += len(uri)
+        return {"uri": uri, "reason": ""}
+
+
+# --------------------------------------------------------------------------------------------
+# Generic rendering of section blocks published by checks (unknown shapes still show)
+
+
+def _node(value: Any, depth: int = 0) -> dict[str, Any]:
+    if depth > 4:
+        return {"t": "text", "v": _short(value, 300)}
+    if isinstance(value, Mapping):
+        return {"t": "kv", "entries": [(str(k), _node(v, depth + 1)) for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, Mapping) for v in value):
+            columns: list[str] = []
+            for row in value:
+                for key in row:
+                    if str(key) not in columns:
+                        columns.append(str(key))
+            rows = [[_cell(_lookup(row, c)) for c in columns] for row in value[:MAX_TABLE_ROWS]]
+            return {"t": "table", "columns": columns, "rows": rows,
+                    "more": max(0, len(value) - MAX_TABLE_ROWS)}
+        if all(not isinstance(v, (Mapping, list, tuple)) for v in value):
+            return {"t": "text", "v": _short(list(value), 600)}
+        return {"t": "list", "entries": [_node(v, depth + 1) for v in value[:50]],
+                "more": max(0, len(value) - 50)}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"t": "text", "v": _num(value)}
+    if isinstance(value, bool):
+        return {"t": "text", "v": "yes" if value else "no"}
+    return {"t": "text", "v": "" if value is None else _short(value, 1000)}
+
+
+def _lookup(row: Mapping[str, Any], column: str) -> Any:
+    if column in row:
+        return row[column]
+    for key, value in row.items():
+        if str(key) == column:
+            return value
+    return None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return _num(value)
+    return _short(value, 200)
+
+
+# --------------------------------------------------------------------------------------------
+# Inline SVG charts
+
+
+def _svg_text(x: float, y: float, text: str, anchor: str = "start", cls: str = "") -> str:
+    klass = f' class="{cls}"' if cls else ""
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>'
+            f"{escape(clean_text(text))}</text>")
+
+
+def _truncate(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _bar_chart(title: str, counts: Mapping[str, int]) -> Markup:
+    """Horizontal bars, one per class, labelled with class name, count and share."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(counts.values()) or 1
+    shown = items[:MAX_CHART_CLASSES]
+    biggest = max((v for _, v in shown), default=0) or 1
+    label_w, bar_w, value_w, row_h, top = 170, 300, 120, 20, 24
+    width = label_w + bar_w + value_w
+    height = top + row_h * len(shown) + (22 if len(items) > len(shown) else 6)
+    out = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+           f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
+           f"<title>{escape(clean_text(title))}</title>",
+           _svg_text(0, 15, title, cls="ctitle")]
+    for i, (name, value) in enumerate(shown):
+        y = top + i * row_h
+        w = max(1.0, bar_w * value / biggest) if value else 0
+        out.append(f"<g><title>{escape(clean_text(name))}: {value:,}</title>")
+        out.append(_svg_text(label_w - 6, y + 14, _truncate(name, 24), anchor="end"))
+        if value:
+            out.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}"/>')
+            out.append(_svg_text(label_w + w + 5, y + 14, f"{value:,} ({100 * value / total:.1f}%)"))
+        else:
+            out.append(_svg_text(label_w + 4, y + 14, "\u26a0 0 (missing)", cls="missing"))
+        out.append("</g>")
+    if len(items) > len(shown):
+        out.append(_svg_text(0, height - 6, f"+{len(items) - len(shown):,} more classes in the table",
+                             cls="note"))
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _as_ci(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def _stat(value: Any) -> tuple[float, tuple[float, float] | None, int | None] | None:
+    """(mean, ci, n) from a number or a dict like {"accuracy"/"mean", "ci"/"ci_low"..., "n"}."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value), None, None
+    if not isinstance(value, Mapping):
+        return None
+    mean = None
+    for key in ("accuracy", "acc", "mean", "value", "estimate", "score"):
+        if isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool):
+            mean = float(value[key])
+            break
+    if mean is None:
+        return None
+    ci = None
+    for key in ("ci", "ci95", "interval", "confidence_interval"):
+        ci = _as_ci(value.get(key)) or ci
+    for lo, hi in (("ci_low", "ci_high"), ("low", "high"), ("lower", "upper"), ("ci_lo", "ci_hi")):
+        if ci is None and isinstance(value.get(lo), (int, float)) and isinstance(value.get(hi), (int, float)):
+            ci = float(value[lo]), float(value[hi])
+    n = value.get("n") if isinstance(value.get("n"), int) else None
+    return mean, ci, n
+
+
+def _probe_groups(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Find "accuracy on leaked vs clean" figures in a probe section, whatever its exact shape."""
+    sources: list[Mapping[str, Any]] = [probe]
+    for key in ("accuracy", "accuracies", "results", "summary", "val", "validation"):
+        if isinstance(probe.get(key), Mapping):
+            sources.append(probe[key])
+    groups: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        for key, value in source.items():
+            k = str(key).lower()
+            which = "leaked" if "leak" in k else "clean" if "clean" in k else None
+            if which is None or which in groups or k.endswith(("_ci", "_n", "count", "_count")):
+                continue
+            stat = _stat(value)
+            if stat is None or not (0.0 <= stat[0] <= 1.0):
+                continue
+            mean, ci, n = stat
+            ci = ci or _as_ci(source.get(f"{key}_ci"))
+            groups[which] = {"mean": mean, "ci": ci, "n": n, "runs": []}
+    runs = probe.get("runs")
+    if isinstance(runs, list):
+        for run in runs:
+            if not isinstance(run, Mapping):
+                continue
+            for key, value in run.items():
+                k = str(key).lower()
+                which = "leaked" if "leak" in k else "clean" if "clean" in k else None
+                stat = _stat(value) if which else None
+                if stat and 0.0 <= stat[0] <= 1.0:
+                    groups.setdefault(which, {"mean": None, "ci": None, "n": None, "runs": []})
+                    groups[which]["runs"].append(stat[0])
+    out = []
+    for which, label in (("leaked", "Leaked validation images"), ("clean", "Clean validation images")):
+        group = groups.get(which)
+        if not group:
+            continue
+        if group["mean"] is None and group["runs"]:
+            group["mean"] = sum(group["runs"]) / len(group["runs"])
+        out.append({"key": which, "label": label, **group})
+    return out
+
+
+def _probe_chart(probe: Any) -> Markup | None:
+    if not isinstance(probe, Mapping):
+        return None
+    groups = _probe_groups(probe)
+    if not groups:
+        return None
+    label_w, plot_w, right, row_h, top = 190, 360, 150, 44, 30
+    width, height = label_w + plot_w + right, top + row_h * len(groups) + 34
+    x = lambda v: label_w + plot_w * max(0.0, min(1.0, v))  # noqa: E731
+    out = [f'<svg class="chart probe" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+           f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
+           "<title>Probe accuracy on leaked versus clean validation images</title>",
+           '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+           'patternTransform="rotate(45)"><rect width="6" height="6" class="hatch-bg"/>'
+           '<line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>',
+           _svg_text(0, 16, "Probe accuracy (95% CI)", cls="ctitle")]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        out.append(f'<line class="grid" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
+                   f'y2="{height - 26}"/>')
+        out.append(_svg_text(x(tick), height - 10, f"{tick:.0%}", anchor="middle", cls="tick"))
+    for i, g in enumerate(groups):
+        y = top + i * row_h
+        cls = "bar leaked" if g["key"] == "leaked" else "bar clean"
+        fill = ' fill="url(#hatch)"' if g["key"] == "leaked" else ""
+        out.append(_svg_text(label_w - 8, y + 20, g["label"], anchor="end"))
+        out.append(f'<rect class="{cls}"{fill} x="{label_w}" y="{y + 6}" '
+                   f'width="{x(g["mean"]) - label_w:.1f}" height="{row_h - 16}"/>')
+        text = f"{g['mean']:.1%}"
+        if g["ci"]:
+            lo, hi = g["ci"]
+            cy = y + 6 + (row_h - 16) / 2
+            out.append(f'<line class="ci" x1="{x(lo):.1f}" y1="{cy:.1f}" x2="{x(hi):.1f}" y2="{cy:.1f}"/>')
+            for v in (lo, hi):
+                out.append(f'<line class="ci" x1="{x(v):.1f}" y1="{cy - 7:.1f}" x2="{x(v):.1f}" '
+                           f'y2="{cy + 7:.1f}"/>')
+            text += f" [{lo:.1%}, {hi:.1%}]"
+        for v in g["runs"][:50]:
+            out.append(f'<circle class="run" cx="{x(v):.1f}" cy="{y + row_h / 2 - 2:.1f}" r="3"/>')
+        if g["n"]:
+            text += f" n={g['n']:,}"
+        out.append(_svg_text(label_w + plot_w + 8, y + 20, text))
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+# --------------------------------------------------------------------------------------------
+# The view model
+
+
+def _severity_rank(name: str) -> int:
+    try:
+        return int(Severity.parse(name))
+    except ValueError:
+        return 0
+
+
+def _fail_threshold(gate: Mapping[str, Any]) -> int | None:
+    fail_on = str(gate.get("fail_on", "error"))
+    if fail_on == "never":
+        return None
+    rank = _severity_rank(fail_on)
+    return rank or None
+
+
+def _pair_view(pair: Mapping[str, Any], check_id: str, thumbs: _Thumbs) -> dict[str, Any]:
+    a, b = str(pair.get("a", "")), str(pair.get("b", ""))
+    label_a, label_b = pair.get("label_a"), pair.get("label_b")
+    conflict = check_id == "DSA203" or (
+        label_a not in (None, "") and label_b not in (None, "") and str(label_a) != str(label_b))
+    kind = str(pair.get("kind", ""))
+    facts = []
+    if kind == "bytes":
+        facts.append("identical bytes")
+    elif kind == "pixels":
+        facts.append("identical pixels")
+    elif kind:
+        facts.append(f"{kind} duplicate")
+    if pair.get("distance") is not None:
+        facts.append(f"distance {_num(pair['distance'])}")
+    if pair.get("similarity") is not None:
+        facts.append(f"similarity {_num(pair['similarity'])}")
+    if pair.get("transform"):
+        facts.append(f"transform: {pair['transform']}")
+    side = lambda p, s, l: {"path": p, "split": "" if s is None else str(s),  # noqa: E731
+                            "label": "" if l is None else str(l), **thumbs.get(p)}
+    return {"a": side(a, pair.get("split_a"), label_a), "b": side(b, pair.get("split_b"), label_b),
+            "conflict": conflict, "facts": ", ".join(facts),
+            "cross": str(pair.get("split_a", "")) != str(pair.get("split_b", ""))}
+
+
+def _finding_view(f: Finding, index: int, thumbs: _Thumbs | None, in_gallery: bool) -> dict[str, Any]:
+    sev = str(f.severity)
+    evidence = []
+    for key, value in f.evidence.items():
+        if key == "pairs" and isinstance(value, list):
+            evidence.append((key, f"{len(value):,} pair(s)" + (" (see the gallery)" if in_gallery else "")))
+        else:
+            evidence.append((str(key), _short(value)))
+    paths = list(f.paths)
+    shown_thumbs = []
+    if thumbs is not None and not in_gallery:
+        shown_thumbs = [{"path": p, **thumbs.get(p)} for p in paths[:3] if p in thumbs.uris]
+    return {
+        "index": index, "check_id": f.check_id, "check_name": f.check_name, "severity": sev,
+        "rank": int(f.severity), "icon": SEVERITY_ICON.get(sev, ""), "title": f.title,
+        "message": f.message, "hint": f.hint, "subject": f.subject, "baselined": f.baselined,
+        "paths": paths[:10], "more_paths": max(0, len(paths) - 10), "evidence": evidence,
+        "thumbs": shown_thumbs, "fingerprint": f.fingerprint, "in_gallery": in_gallery,
+        "first_path": paths[0] if paths else f.subject,
+    }
+
+
+def _overview(result: ScanResult) -> dict[str, Any]:
+    counts = result.summary.get("counts") or {}
+    counts = {str(s): {str(c): int(n) for c, n in (v or {}).items()} for s, v in counts.items()
+              if isinstance(v, Mapping)}
+    layout_classes = result.layout.get("classes") or {}
+    splits = list(counts) or [str(s) for s in result.layout.get("splits") or []]
+    classes: list[str] = []
+    for split in splits:
+        for name in list(layout_classes.get(split, [])) + list(counts.get(split, {})):
+            if str(name) not in classes:
+                classes.append(str(name))
+    classes.sort()
+    grid = {s: {c: counts.get(s, {}).get(c, 0) for c in classes} for s in splits}
+    totals = {s: sum(grid[s].values()) for s in splits}
+    all_images = sum(totals.values()) or 0
+    reference = "train" if "train" in splits else (splits[0] if splits else None)
+    figures = []
+    for s in splits:
+        values = list(grid[s].values())
+        present = [v for v in values if v > 0]
+        ratio = (max(present) / min(values)) if present and min(values) > 0 else (
+            math.inf if present else None)
+        tvd = None
+        if reference and s != reference and totals[s] and totals[reference]:
+            tvd = 0.5 * sum(abs(grid[s][c] / totals[s] - grid[reference][c] / totals[reference])
+                            for c in classes)
+        largest = max(grid[s].items(), key=lambda kv: kv[1]) if classes else ("", 0)
+        smallest = min(grid[s].items(), key=lambda kv: kv[1]) if classes else ("", 0)
+        figures.append({
+            "split": s, "images": totals[s],
+            "share": (totals[s] / all_images) if all_images else None,
+            "classes": len(present), "missing": len(values) - len(present),
+            "largest": largest, "smallest": smallest, "ratio": ratio, "tvd": tvd,
+        })
+    rows = [{"class": c, "counts": [grid[s][c] for s in splits],
+             "shares": [(grid[s][c] / totals[s]) if totals[s] else 0.0 for s in splits],
+             "total": sum(grid[s][c] for s in splits)} for c in classes]
+    return {
+        "splits": splits, "rows": rows[:MAX_TABLE_ROWS], "more_rows": max(0, len(rows) - MAX_TABLE_ROWS),
+        "totals": [totals[s] for s in splits], "total": all_images, "figures": figures,
+        "reference": reference, "charts": [_bar_chart(f"{s}: images per class", grid[s]) for s in splits],
+        "n_classes": len(classes),
+    }
+
+
+def _checks_view(result: ScanResult, threshold: int | None) -> list[dict[str, Any]]:
+    docs = result.meta.get("checks") or {}
+    ids = set(docs) | {f.check_id for f in result.findings} | {e.check_id for e in result.check_errors}
+    rows = []
+    for cid in sorted(ids):
+        doc = docs.get(cid) if isinstance(docs.get(cid), Mapping) else {}
+        mine = [f for f in result.findings if f.check_id == cid]
+        active = [f for f in mine if not f.baselined]
+        errors = [e for e in result.check_errors if e.check_id == cid]
+        failing = [f for f in active if threshold is not None and int(f.severity) >= threshold]
+        by_sev = {s: sum(1 for f in active if str(f.severity) == s) for s in ("error", "warning", "info")}
+        if errors:
+            status, icon = "crashed", "\u26a0"
+        elif failing:
+            status, icon = "failed", "\u2716"
+        elif active:
+            status, icon = "findings", "\u25b2"
+        else:
+            status, icon = "clean", "\u2714"
+        name = doc.get("name") or next((f.check_name for f in mine if f.check_name), "") or next(
+            (e.check_name for e in errors if e.check_name), "")
+        rows.append({"id": cid, "name": name, "summary": doc.get("summary", ""),
+                     "why": doc.get("why", ""), "fix": doc.get("fix", ""),
+                     "severity": doc.get("severity", ""), "status": status, "icon": icon,
+                     "counts": by_sev, "baselined": len(mine) - len(active), "failing": len(failing),
+                     "errors": errors, "documented": bool(doc)})
+    return rows
+
+
+def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs: int,
+             max_thumbnails: int, max_thumbnail_bytes: int) -> dict[str, Any]:
+    gate = dict(result.gate or {})
+    threshold = _fail_threshold(gate)
+    thumbs = _Thumbs(result.thumbnails or {}, max_thumbnails, max_thumbnail_bytes)
+    ordered = sorted(enumerate(result.findings),
+                     key=lambda t: (t[1].baselined, -int(t[1].severity), t[1].check_id, t[0]))
+
+    # Leakage gallery first: it gets the thumbnail budget before the finding cards do.
+    gallery, pairs_total, pairs_shown, conflicts = [], 0, 0, 0
+    gallery_ids: set[int] = set()
+    for i, f in ordered:
+        pairs = f.evidence.get("pairs") if isinstance(f.evidence, Mapping) else None
+        valid = [p for p in pairs if isinstance(p, Mapping)] if isinstance(pairs, list) else []
+        if valid:
+            pairs_total += len(valid)
+            room = max(0, min(MAX_PAIRS_PER_FINDING, max_pairs - pairs_shown))
+            views = [_pair_view(p, f.check_id, thumbs) for p in valid[:room]]
+            pairs_shown += len(views)
+            conflicts += sum(1 for v in views if v["conflict"])
+            gallery.append({"finding": i, "check_id": f.check_id, "check_name": f.check_name,
+                            "severity": str(f.severity), "icon": SEVERITY_ICON.get(str(f.severity), ""),
+                            "title": f.title, "pairs": views, "more": len(valid) - len(views),
+                            "members": [], "baselined": f.baselined})
+            gallery_ids.add(i)
+        elif f.check_id.startswith("DSA2") and len(f.paths) >= 2:
+            members = [{"path": p, **thumbs.get(p)} for p in f.paths[:MAX_CLUSTER_MEMBERS]] \
+                if pairs_shown < max_pairs else []
+            pairs_shown += 1 if members else 0
+            gallery.append({"finding": i, "check_id": f.check_id, "check_name": f.check_name,
+                            "severity": str(f.severity), "icon": SEVERITY_ICON.get(str(f.severity), ""),
+                            "title": f.title, "pairs": [], "members": members,
+                            "more": len(f.paths) - len(members), "baselined": f.baselined})
+            gallery_ids.add(i)
+
+    cards = [_finding_view(f, i, thumbs, i in gallery_ids) for i, f in ordered[:max_findings]]
+    hidden = ordered[max_findings:]
+    hidden_by_check: dict[str, int] = {}
+    for _, f in hidden:
+        hidden_by_check[f.check_id] = hidden_by_check.get(f.check_id, 0) + 1
+
+    counts = gate.get("counts") or result.counts_by_severity()
+    passed = gate.get("passed")
+    verdict = {
+        "state": "unknown" if passed is None else ("passed" if passed else "failed"),
+        "fail_on": gate.get("fail_on", "error"), "exit_code": gate.get("exit_code"),
+        "counts": [(s, SEVERITY_ICON[s], int(counts.get(s, 0))) for s in ("error", "warning", "info")],
+        "baselined": gate.get("baselined", sum(1 for f in result.findings if f.baselined)),
+        "check_errors": gate.get("check_errors", len(result.check_errors)),
+    }
+    caps = []
+    if hidden:
+        caps.append(f"{len(cards):,} of {len(result.findings):,} findings are shown in full; "
+                    f"the other {len(hidden):,} are counted per check below.")
+    if pairs_total > pairs_shown:
+        caps.append(f"The gallery shows {pairs_shown:,} of {pairs_total:,} duplicate pairs.")
+    if thumbs.capped:
+        caps.append(f"{thumbs.capped:,} thumbnails were left out to keep this file small.")
+    sections = dict(result.sections or {})
+    extra = {k: _node(v) for k, v in sections.items()
+             if k not in ("balance", "batching", "leakage", "probe")}
+    meta = dict(result.meta or {})
+    timings = meta.get("timings") if isinstance(meta.get("timings"), Mapping) else {}
+    return {
+        "r": result, "root": result.root, "verdict": verdict, "overview": _overview(result),
+        "summary": result.summary, "layout": result.layout,
+        "checks": _checks_view(result, threshold), "cards": cards, "n_findings": len(result.findings),
+        "hidden_by_check": sorted(hidden_by_check.items()), "gallery": gallery,
+        "pairs_total": pairs_total, "conflicts": conflicts, "caps": caps, "json_name": json_name,
+        "check_ids": sorted({f.check_id for f in result.findings}),
+        "balance": _node(sections["balance"]) if "balance" in sections else None,
+        "batching": _node(sections["batching"]) if "batching" in sections else None,
+        "leakage": _node(sections["leakage"]) if "leakage" in sections else None,
+        "probe": _node(sections["probe"]) if "probe" in sections else None,
+        "probe_chart": _probe_chart(sections.get("probe")),
+        "extra_sections": extra, "meta": meta,
+        "timings": [(str(k), _num(v) if isinstance(v, (int, float)) else _short(v))
+                    for k, v in timings.items()],
+        "config_json": json.dumps(result.config, indent=2, sort_keys=True, default=str,
+                                  ensure_ascii=False),
+        "version": result.dsaudit_version or meta.get("dsaudit_version", ""),
+        "check_errors": result.check_errors,
+    }
+
+
+def _script() -> tuple[Markup, str]:
+    source = _environment().loader.get_source(_environment(), "report.js")[0]  # type: ignore[union-attr]
+    digest = base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii")
+    return Markup(source), f"'sha256-{digest}'"
+
+
+def render(result: ScanResult, *, json_name: str = "report.json", max_findings: int = MAX_FINDINGS,
+           max_pairs: int = MAX_PAIRS, max_thumbnails: int = MAX_THUMBNAILS,
+           max_thumbnail_bytes: int = MAX_THUMBNAIL_BYTES, max_bytes: int = MAX_BYTES) -> str:
+    """The report as one HTML string. Caps are halved until the page fits in `max_bytes`."""
+    env = _environment()
+    template = env.get_template("report.html.j2")
+    script, script_hash = _script()
+    css = Markup(env.loader.get_source(env, "report.css")[0])  # type: ignore[union-attr]
+    while True:
+        ctx = _context(result, json_name=json_name, max_findings=max_findings, max_pairs=max_pairs,
+                       max_thumbnails=max_thumbnails, max_thumbnail_bytes=max_thumbnail_bytes)
+        page = clean_text(template.render(**ctx, script=script, script_hash=script_hash, css=css))
+        if len(page.encode("utf-8")) <= max_bytes or (max_findings <= 10 and max_thumbnails <= 0):
+            return page
+        max_findings = max(10, max_findings // 2)
+        max_pairs = max(5, max_pairs // 2)
+        max_thumbnails //= 2
+        max_thumbnail_bytes //= 2
+
+
+def write(result: ScanResult, path: str | Path, **options: Any) -> Path:
+    """Render the report and write it to `path` (UTF-8). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(result, **options), encoding="utf-8")
+    return path
+
+
+__all__ = ["render", "write", "clean_text"]

@@ -1,0 +1,53 @@
+"""The terminal summary: counts per split and class, then findings grouped by severity, then the verdict."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dsaudit.findings import ScanResult, Severity
+
+STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+MAX_PER_SEVERITY = 15
+
+
+def render(result: ScanResult, console: Console, verbose: bool = False) -> None:
+    counts = result.summary.get("counts", {})
+    layout = result.layout.get("kind", "?")
+    console.print(f"[bold]dsaudit[/bold] {escape(result.dsaudit_version)}  root: {escape(result.root)}  "
+                  f"layout: {escape(layout)}  files: {result.summary.get('files', 0)}  "
+                  f"time: {result.summary.get('duration_seconds', 0):.1f}s")
+    classes = sorted({c for per in counts.values() for c in per})
+    if classes:
+        table = Table(title="Files per split and class", show_lines=False)
+        table.add_column("class")
+        for split in counts:
+            table.add_column(split, justify="right")
+        for c in classes[:40]:
+            table.add_row(escape(c), *[str(counts[s].get(c, 0)) for s in counts])
+        if len(classes) > 40:
+            table.add_row(f"... {len(classes) - 40} more classes", *["" for _ in counts])
+        table.add_row("[bold]total[/bold]", *[f"[bold]{sum(counts[s].values())}[/bold]" for s in counts])
+        console.print(table)
+    for severity in sorted(Severity, reverse=True):
+        group = [f for f in result.findings if f.severity == severity and not f.baselined]
+        if not group:
+            continue
+        console.print(f"\n[{STYLE[severity]}]{str(severity).upper()} ({len(group)})[/{STYLE[severity]}]")
+        limit = len(group) if verbose else MAX_PER_SEVERITY
+        for f in group[:limit]:
+            console.print(f"  [{STYLE[severity]}]{f.check_id}[/{STYLE[severity]}] {escape(f.title)}")
+        if len(group) > limit:
+            console.print(f"  ... {len(group) - limit} more (see report.json, or --verbose)")
+    baselined = sum(1 for f in result.findings if f.baselined)
+    if baselined:
+        console.print(f"\n{baselined} finding(s) accepted by the baseline")
+    for err in result.check_errors:
+        console.print(f"\n[bold red]CHECK ERROR[/bold red] {err.check_id} {escape(err.check_name)}: "
+                      f"{escape(err.error)}")
+    gate = result.gate
+    c = gate.get("counts", {})
+    verdict = "[bold green]PASSED[/bold green]" if gate.get("passed") else "[bold red]FAILED[/bold red]"
+    console.print(f"\nGate {verdict} (fail-on: {gate.get('fail_on')}): {c.get('error', 0)} error(s), "
+                  f"{c.get('warning', 0)} warning(s), {c.get('info', 0)} info")
