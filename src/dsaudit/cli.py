@@ -33,7 +33,7 @@ def _stderr() -> Console:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    _stderr().print(f"dsaudit: error: {message}", markup=False, highlight=False)
+    sys.stderr.write(f"dsaudit: error: {message}\n")  # one line, never wrapped
     raise typer.Exit(code)
 
 
@@ -120,9 +120,14 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:
         raise UsageError(f"unknown --format {', '.join(bad) or repr(formats)} (choose from {', '.join(FORMATS)})")
-    data_root = root if root is not None else manifest.resolve().parent  # type: ignore[union-attr]
+    from dsaudit.index.io import is_remote
+
+    remote = isinstance(root, str) and is_remote(root)
+    data_root = Path(root.rstrip("/").rsplit("/", 1)[-1]) if remote else (
+        root if root is not None else manifest.resolve().parent)  # type: ignore[union-attr]
     try:
-        config, source = load_config(data_root if data_root.is_dir() else None, config_file, overrides)
+        config, source = load_config(None if remote or not data_root.is_dir() else data_root,
+                                     config_file, overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     unknown = unknown_patterns(list(config.select) + list(config.ignore))
@@ -130,7 +135,7 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         raise UsageError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "
                          "(see `dsaudit checks`)")
     out = out if out is not None else Path("reports") / (Path(os.path.realpath(data_root)).name or "dataset")
-    if data_root.is_dir() and _inside(out, data_root):
+    if not remote and data_root.is_dir() and _inside(out, data_root):
         raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
                          "writes into a dataset: pass --out somewhere else")
     show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
@@ -158,6 +163,15 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     return int(result.gate["exit_code"])
 
 
+def _root_arg(root: Optional[str]):
+    """A local ROOT becomes a Path; a URL (s3://...) stays a string for the remote layer."""
+    from dsaudit.index.io import is_remote
+
+    if root is None:
+        return None
+    return root if is_remote(root) else Path(root)
+
+
 def _guard(fn, *args, **kwargs) -> int:
     """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging."""
     try:
@@ -178,8 +192,9 @@ def _guard(fn, *args, **kwargs) -> int:
 
 @app.command()
 def scan(
-    root: Optional[Path] = typer.Argument(None, help="Dataset folder: ROOT/<split>/<class>/ or ROOT/<class>/.",
-                                          show_default=False),
+    root: Optional[str] = typer.Argument(None, help="Dataset folder: ROOT/<split>/<class>/ or ROOT/<class>/ "
+                                         "(or a URL such as s3://bucket/prefix/ with dsaudit[s3]).",
+                                         show_default=False),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with path,label[,split,group]; "
                                             "paths relative to the CSV."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: reports/<root name>]."),
@@ -220,7 +235,7 @@ def scan(
     }
     command = "dsaudit " + " ".join(shlex.quote(os.fsencode(a).decode("utf-8", "backslashreplace"))
                                     for a in sys.argv[1:])
-    code = _guard(run_scan, root, manifest=manifest, out=out, formats=format, overrides=overrides,
+    code = _guard(run_scan, _root_arg(root), manifest=manifest, out=out, formats=format, overrides=overrides,
                   config_file=config, baseline=baseline, quiet=quiet, verbose=verbose, command=command)
     raise typer.Exit(code)
 

@@ -58,7 +58,7 @@ class BalanceConfig:
     max_ci_halfwidth: float = 0.05        # 95% CI half-width of an accuracy measured on a split
     val_share_min: float = 0.05           # sane range for the validation share of all data
     val_share_max: float = 0.40
-    shortcut_min_cramers_v: float = 0.5   # association of a file property with the label
+    shortcut_min_cramers_v: float = 0.3   # association (bias-corrected Cramér's V) of a file property with the label
     shortcut_p_value: float = 0.001
     min_effective_per_class: int = 30     # DSA105: flag a class with fewer distinct source images than this
 
@@ -91,6 +91,8 @@ class AuditConfig:
     ignore: tuple[str, ...] = ()          # check IDs, names or globs to skip
     severity: Mapping[str, str] = field(default_factory=dict)  # per-check severity overrides
     jobs: int = 0                         # 0: all cores
+    engine: str = "local"                 # local (process pool) | dask (a Dask cluster)
+    scheduler: str = ""                   # Dask scheduler address; empty: $DASK_SCHEDULER_ADDRESS or a LocalCluster
     cache: bool = True
     cache_dir: str = ""                   # empty: $DSAUDIT_CACHE_DIR or the user cache folder
     seed: int = 0
@@ -181,6 +183,8 @@ def _apply(obj: Any, values: Mapping[str, Any], where: str) -> Any:
 def _validate(cfg: AuditConfig) -> AuditConfig:
     if cfg.fail_on not in ("error", "warning", "info", "never"):
         raise ConfigError(f"fail_on must be error, warning, info or never, not {cfg.fail_on!r}")
+    if cfg.engine not in ("local", "dask"):
+        raise ConfigError(f"engine must be local or dask, not {cfg.engine!r}")
     if cfg.probe.mode not in ("auto", "on", "off"):
         raise ConfigError(f"probe.mode must be auto, on or off, not {cfg.probe.mode!r}")
     for name in ("batch_size", "val_batch_size", "max_batch_size", "steps_per_epoch",

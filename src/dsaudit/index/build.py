@@ -7,17 +7,16 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from dsaudit.config import AuditConfig
-from dsaudit.index import hashing
+from dsaudit.index import hashing, io
 from dsaudit.index.cache import RecordCache, default_cache_dir
 from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
-from dsaudit.index.engine import run_parallel
+from dsaudit.index.engine import map_files
 from dsaudit.index.layout import Layout
 from dsaudit.index.records import RECORD_VERSION, analyse_file
 
@@ -57,8 +56,7 @@ def build_index(layout: Layout, config: AuditConfig,
     stats: list[tuple[int, int] | None] = []
     for e in entries:
         try:
-            st = os.stat(e.abs_path)
-            stats.append((st.st_size, st.st_mtime_ns))
+            stats.append(io.stat(e.abs_path))
         except OSError:
             stats.append(None)
     timings["stat"] = time.perf_counter() - t0
@@ -69,7 +67,8 @@ def build_index(layout: Layout, config: AuditConfig,
     t1 = time.perf_counter()
     if config.cache:
         try:
-            root_key = os.path.realpath(layout.root) + (f"::{layout.manifest}" if layout.manifest else "")
+            root_key = (str(layout.root) if io.is_remote(str(layout.root)) else os.path.realpath(layout.root))
+            root_key += f"::{layout.manifest}" if layout.manifest else ""
             cache = RecordCache(default_cache_dir(config.cache_dir), root_key, version)
             hits = cache.lookup((e.rel, s[0], s[1]) for e, s in zip(entries, stats) if s is not None)
         except Exception:  # an unusable cache folder must never stop a scan
@@ -91,8 +90,8 @@ def build_index(layout: Layout, config: AuditConfig,
         tick = progress(len(todo)) if progress else None
         tasks = [(entries[i].abs_path, _ext(entries[i].abs_path), config.integrity.max_pixels)
                  for i in todo]
-        results = run_parallel(analyse_file, tasks, config.resolved_jobs(), progress=tick,
-                               crash_result=_crash_record)
+        results = map_files(analyse_file, tasks, engine=config.engine, jobs=config.resolved_jobs(),
+                            scheduler=config.scheduler, progress=tick, crash_result=_crash_record)
         for i, rec in zip(todo, results):
             records[i] = rec
     timings["decode"] = time.perf_counter() - t2

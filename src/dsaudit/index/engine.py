@@ -44,7 +44,7 @@ def run_parallel(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
     batch_size = batch_size or max(8, min(256, len(items) // (jobs * 8) or 1))
     batches = [(start, items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
     results: list[Any] = [None] * len(items)
-    pending_batches = list(batches)
+    pending = {start for start, _ in batches}
     try:
         with _pool(jobs) as pool:
             futures = {pool.submit(_run_batch, func, batch): (start, batch) for start, batch in batches}
@@ -53,11 +53,11 @@ def run_parallel(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
                 for fut in done:
                     start, batch = futures.pop(fut)
                     results[start:start + len(batch)] = fut.result()
-                    pending_batches.remove((start, batch))
+                    pending.discard(start)
                     if progress:
                         progress(len(batch))
     except BrokenProcessPool:
-        _retry_one_by_one(func, pending_batches, results, progress, crash_result)
+        _retry_one_by_one(func, [b for b in batches if b[0] in pending], results, progress, crash_result)
     return results
 
 
@@ -74,6 +74,18 @@ def _retry_one_by_one(func, pending_batches, results, progress, crash_result) ->
                 results[start + offset] = crash_result(item)
             if progress:
                 progress(1)
+
+
+def map_files(func: Callable[[Any], Any], items: Sequence[Any], *, engine: str = "local",
+              jobs: int = 1, scheduler: str = "", progress: ProgressFn | None = None,
+              crash_result: Callable[[Any], Any] | None = None) -> list[Any]:
+    """Run the per-file work on the chosen engine: the local process pool, or Dask."""
+    if engine == "dask":
+        from dsaudit.index import dask_engine
+
+        return dask_engine.run(func, items, scheduler=scheduler, progress=progress,
+                               crash_result=crash_result)
+    return run_parallel(func, items, jobs, progress=progress, crash_result=crash_result)
 
 
 def cpu_count() -> int:

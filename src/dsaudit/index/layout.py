@@ -23,6 +23,8 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dsaudit.index.io import is_remote
+
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "val": "val", "valid": "val", "validation": "val",
@@ -209,8 +211,13 @@ def check_root(root: Path) -> Path:
 
 def discover(root: Path, manifest: Path | None = None) -> Layout:
     """Work out the layout of ROOT (or read the manifest) and list every sample file."""
-    if manifest is not None:
+    if manifest is not None and not is_remote(str(manifest)):
         return _from_manifest(root, manifest)
+    if is_remote(str(root)) or (manifest is not None and is_remote(str(manifest))):
+        from dsaudit.index import remote
+
+        return remote.discover(str(root) if root is not None else None,
+                               str(manifest) if manifest is not None else None)
     root = check_root(root)
     try:
         top = _list_dir(root)
@@ -220,9 +227,6 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
     issues: list[WalkIssue] = []
     walker = _Walker(root, issues)
     dirs = [e for e in top if not is_hidden_or_system(e.name) and _is_dir(e)]
-    for e in top:
-        if is_hidden_or_system(e.name):
-            issues.append(WalkIssue("hidden", walker.rel(e.path)))
     split_dirs = [(SPLIT_ALIASES[e.name.strip().lower()], e) for e in dirs
                   if e.name.strip().lower() in SPLIT_ALIASES]
     stray_top = [e for e in top if not is_hidden_or_system(e.name) and not _is_dir(e)]
@@ -270,6 +274,9 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
         for e in stray_top:
             issues.append(WalkIssue("stray_file", walker.rel(e.path),
                                     "file outside any split or class folder; not scanned"))
+        for e in top:
+            if is_hidden_or_system(e.name):
+                issues.append(WalkIssue("hidden", walker.rel(e.path)))
     else:
         kind = "pool"
         if not dirs:

@@ -8,14 +8,13 @@ The pixels are decoded once and handed to the feature extractor (hashing.extract
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from io import BytesIO
 from typing import Any
 
 from PIL import Image, ImageFile
 
-from dsaudit.index import hashing
+from dsaudit.index import hashing, io
 
 # We enforce our own pixel limit (integrity.max_pixels) from the header, before decoding.
 Image.MAX_IMAGE_PIXELS = None
@@ -90,7 +89,7 @@ def _stream_incomplete(fmt: str, data: bytes | None) -> bool:
 
 def _hash_file(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with io.open_binary(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -105,7 +104,7 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
         "features": None,
     }
     try:
-        size = os.path.getsize(abs_path)
+        size, _ = io.stat(abs_path)
         if size == 0:
             rec["kind"] = "empty"
             rec["error"] = "file is empty (0 bytes)"
@@ -113,13 +112,12 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
             return rec
         data: bytes | None = None
         if size <= READ_LIMIT:
-            with open(abs_path, "rb") as fh:
-                data = fh.read()
+            data = io.read_bytes(abs_path)
             rec["sha256"] = hashlib.sha256(data).hexdigest()
             head = data[:160]
         else:
             rec["sha256"] = _hash_file(abs_path)
-            with open(abs_path, "rb") as fh:
+            with io.open_binary(abs_path) as fh:
                 head = fh.read(160)
     except OSError as exc:
         rec["error"] = f"cannot read file: {exc.strerror or exc}"
@@ -133,7 +131,7 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(BytesIO(data) if data is not None else abs_path)
+            img = Image.open(BytesIO(data) if data is not None else io.open_binary(abs_path))
             with img:
                 rec["format"] = img.format or sniffed
                 rec["width"], rec["height"] = img.size

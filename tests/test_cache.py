@@ -1,0 +1,48 @@
+"""The record cache: a rescan of an unchanged dataset decodes nothing; changes are picked up."""
+
+import dataclasses
+
+from dsaudit.config import AuditConfig
+from dsaudit.pipeline import scan
+from imagery import make_split_dataset
+
+CFG = AuditConfig(jobs=1, select=("DSA0*",))
+
+
+def test_rescan_decodes_nothing_and_gives_the_same_findings(tmp_path):
+    make_split_dataset(tmp_path / "d", {"train": {"a": 5, "b": 5}}, size=32)
+    (tmp_path / "d" / "train" / "a" / "empty.png").write_bytes(b"")
+    first = scan(tmp_path / "d", CFG)
+    second = scan(tmp_path / "d", CFG)
+    assert first.summary["cache"] == {"hits": 0, "misses": 11}
+    assert second.summary["cache"] == {"hits": 11, "misses": 0}
+    assert [f.to_dict() for f in first.findings] == [f.to_dict() for f in second.findings]
+
+
+def test_changed_file_is_decoded_again(tmp_path):
+    files = make_split_dataset(tmp_path / "d", {"train": {"a": 4}}, size=32)
+    scan(tmp_path / "d", CFG)
+    victim = files["train"]["a"][0]
+    victim.write_bytes(b"")  # same path, new size and mtime
+    result = scan(tmp_path / "d", CFG)
+    assert result.summary["cache"] == {"hits": 3, "misses": 1}
+    assert [f.check_id for f in result.findings] == ["DSA003"]
+
+
+def test_no_cache_decodes_everything_and_writes_no_cache(tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("DSAUDIT_CACHE_DIR", str(cache_dir))
+    make_split_dataset(tmp_path / "d", {"train": {"a": 3}}, size=32)
+    result = scan(tmp_path / "d", dataclasses.replace(CFG, cache=False))
+    assert result.summary["cache"] == {"hits": 0, "misses": 3}
+    assert not cache_dir.exists()
+    scan(tmp_path / "d", CFG)
+    assert list(cache_dir.glob("*.sqlite"))
+
+
+def test_unwritable_cache_folder_does_not_stop_a_scan(tmp_path, monkeypatch):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("DSAUDIT_CACHE_DIR", str(blocker / "cache"))
+    make_split_dataset(tmp_path / "d", {"train": {"a": 2}}, size=32)
+    assert scan(tmp_path / "d", CFG).summary["images"] == 2

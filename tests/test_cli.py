@@ -1,0 +1,180 @@
+"""The command line end to end: exit codes, bad input, outputs, config, baseline, read-only scans."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from dsaudit import __version__
+from dsaudit.cli import app
+from imagery import make_split_dataset, real_patches, tree_snapshot, write_image
+
+runner = CliRunner()
+
+
+def run(*args, cwd=None):
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    make_split_dataset(root, {"train": {"cat": 4, "dog": 4}, "val": {"cat": 2, "dog": 2}}, size=32)
+    return root
+
+
+def broken(root):
+    (root / "train" / "cat" / "empty.png").write_bytes(b"")
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"dsaudit {__version__}"
+
+
+def test_clean_scan_passes_and_writes_json(data, tmp_path):
+    out = tmp_path / "out"
+    result = run("scan", data, "--out", out, "-f", "json", "-j", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    for key in ("schema_version", "dsaudit_version", "root", "layout", "summary", "findings",
+                "check_errors", "gate"):
+        assert key in report
+    assert report["layout"]["kind"] == "splits"
+    assert report["summary"]["counts"] == {"train": {"cat": 4, "dog": 4}, "val": {"cat": 2, "dog": 2}}
+
+
+def test_gate_fails_with_exit_1_and_fail_on_controls_it(data, tmp_path):
+    broken(data)
+    assert run("scan", data, "-o", tmp_path / "o1", "-f", "json").exit_code == 1
+    assert run("scan", data, "-o", tmp_path / "o2", "-f", "json", "--fail-on", "never").exit_code == 0
+    # only an info finding: passes at error, fails at info
+    (data / "train" / "cat" / "empty.png").unlink()
+    (data / "train" / ".DS_Store").write_bytes(b"x")
+    assert run("scan", data, "-o", tmp_path / "o3", "-f", "json", "--select", "DSA0*").exit_code == 0
+    assert run("scan", data, "-o", tmp_path / "o4", "-f", "json", "--select", "DSA0*",
+               "--fail-on", "info").exit_code == 1
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: p / "nope", "does not exist"),
+    (lambda p: write_image(p / "x.png", real_patches(1, 32)[0]), "not a folder"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
+])
+def test_unusable_root_is_exit_2_with_one_line(tmp_path, setup, message):
+    result = run("scan", setup(tmp_path), "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
+
+
+def test_usage_errors_are_exit_2(data, tmp_path):
+    assert run("scan", data, "-o", tmp_path / "o", "--fail-on", "sometimes").exit_code == 2
+    assert run("scan", data, "-o", tmp_path / "o", "--format", "pdf").exit_code == 2
+    result = run("scan", data, "-o", tmp_path / "o", "--select", "DSA999")
+    assert result.exit_code == 2 and "match no check" in result.output
+    assert run("scan", data, "-o", tmp_path / "o", "--validation-split", "1.5").exit_code == 2
+    assert run("scan", data, "-o", tmp_path / "o", "--group-regex", "(").exit_code == 2
+    assert run("scan").exit_code == 2
+
+
+def test_reports_are_never_written_inside_the_dataset(data):
+    result = run("scan", data, "--out", data / "reports")
+    assert result.exit_code == 2 and "inside the dataset" in result.output
+    # the default report folder (reports/<name> under the current folder) is refused inside ROOT too
+    result = run("scan", ".", cwd=data)
+    assert result.exit_code == 2 and not (data / "reports").exists()
+
+
+def test_default_out_is_reports_root_name_under_cwd(data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    assert run("scan", data, "-f", "json", cwd=work).exit_code == 0
+    assert (work / "reports" / "data" / "report.json").is_file()
+
+
+def test_scan_never_changes_the_dataset(data, tmp_path):
+    broken(data)
+    write_image(data / "val" / "dog" / "copy.png", real_patches(1, 32)[0])
+    before = tree_snapshot(data)
+    for extra in ([], ["--no-cache"], ["-f", "json,html,junit,md"]):
+        run("scan", data, "-o", tmp_path / "out", *extra)
+    assert tree_snapshot(data) == before
+
+
+def test_config_file_thresholds_select_and_severity_override(data, tmp_path):
+    broken(data)
+    (data.parent / "dsaudit.toml").write_text(
+        '[tool.dsaudit]\nseverity = { DSA003 = "warning" }\nignore = ["DSA1*", "DSA3*"]\n'
+        '[tool.dsaudit.integrity]\nmin_side = 8\n')
+    out = tmp_path / "o"
+    result = run("scan", data, "-o", out, "-f", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [(f["check_id"], f["severity"]) for f in report["findings"]] == [("DSA003", "warning")]
+    assert report["config"]["integrity"]["min_side"] == 8
+    (data.parent / "dsaudit.toml").write_text("[tool.dsaudit]\nmin_sidee = 3\n")
+    result = run("scan", data, "-o", out)
+    assert result.exit_code == 2 and "unknown configuration key" in result.output
+
+
+def test_baseline_accepts_known_findings_and_fails_on_new_ones(data, tmp_path):
+    broken(data)
+    base = tmp_path / "baseline.json"
+    assert run("baseline", data, "-o", base).exit_code == 0
+    doc = json.loads(base.read_text())
+    assert doc["format"] == "dsaudit-baseline/1" and doc["accepted"]
+    assert run("scan", data, "-o", tmp_path / "o", "-f", "json", "--baseline", base).exit_code == 0
+    (data / "val" / "dog" / "empty2.png").write_bytes(b"")
+    result = run("scan", data, "-o", tmp_path / "o", "-f", "json", "--baseline", base)
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    failing = [f["paths"] for f in report["findings"] if not f["baselined"] and f["severity"] == "error"]
+    assert failing == [["val/dog/empty2.png"]]
+    assert run("scan", data, "-o", tmp_path / "o", "--baseline", tmp_path / "nope.json").exit_code == 2
+
+
+def test_checks_and_explain():
+    from dsaudit.checks.registry import all_checks
+
+    result = run("checks")
+    assert result.exit_code == 0
+    for check in all_checks():
+        assert check.id in result.output and check.name in result.output
+    result = run("explain", "DSA001")
+    assert result.exit_code == 0 and "Why:" in result.output and "Fix:" in result.output
+    assert run("explain", "integrity.empty-file").exit_code == 0
+    assert run("explain", "DSA999").exit_code == 2
+
+
+def test_crashing_check_is_recorded_and_fails_the_gate(data, tmp_path, monkeypatch):
+    from dsaudit.checks import integrity
+
+    def boom(self, ctx):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(integrity.EmptyFile, "run", boom)
+    out = tmp_path / "o"
+    result = run("scan", data, "-o", out, "-f", "json", "--select", "DSA0*")
+    assert result.exit_code == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["check_errors"][0]["check_id"] == "DSA003"
+    assert "kaboom" in report["check_errors"][0]["error"]
+
+
+def test_scan_without_probe_does_not_import_tensorflow(data, tmp_path):
+    code = ("import sys; from dsaudit.cli import main; sys.argv=['dsaudit','scan',%r,'-o',%r,'-q','--no-probe'];\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\nprint('ok')"
+            % (str(data), str(tmp_path / "o")))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().endswith("ok"), proc.stderr
