@@ -13,7 +13,9 @@ The planted flaws, and the check that should report each:
 * Keras-style augmented copies (``_0_1234.png``) written into train/three      (DSA204, DSA130)
 * one writer's digits on both sides of the split (``writer07_``)               (DSA205 with the regex)
 * class 'three' has a quarter of the others' training images                   (DSA101)
-* 193 training images: with --batch-size 32 the last batch holds one sample    (DSA301)
+* 193 decodable training images: with --batch-size 32 the last batch holds one (DSA301)
+* classes walked in order: a Keras validation_split=0.2 tail of train holds only
+  the last classes                                                            (DSA311)
 """
 
 from __future__ import annotations
@@ -45,15 +47,16 @@ def build_demo_dataset(root: Path) -> Path:
     """Write the example dataset under `root` (created) and return it."""
     root = Path(root)
     pools = _digits()
-    counts = {"train": {0: 60, 1: 60, 2: 58, 3: 15}, "val": {0: 15, 1: 15, 2: 15, 3: 15},
+    counts = {"train": {0: 58, 1: 58, 2: 55, 3: 15}, "val": {0: 15, 1: 15, 2: 15, 3: 15},
               "test": {0: 15, 1: 15, 2: 15, 3: 15}}
     written: dict[tuple[str, int], list[Path]] = {}
+    spare: dict[int, object] = {}
     for label, name in CLASSES.items():
-        images = iter(pools[label])
+        images = spare[label] = iter(pools[label])
         for split in ("train", "val", "test"):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
-            for i in range(counts[split][label]):
+            for i in range(counts[split][label]):  # pools are large enough for every count
                 img = next(images)
                 prefix = "writer07_" if (label == 2 and i < 3 and split in ("train", "test")) else ""
                 path = folder / f"{prefix}{name}_{i:03d}.png"
@@ -75,20 +78,20 @@ def build_demo_dataset(root: Path) -> Path:
     for k in range(4):
         src = train_img(3, k)
         aug = ImageOps.mirror(src) if k % 2 else src.rotate(5, fillcolor=255)
-        aug.save(root / "train" / "three" / f"aug_{k}_{4821 + k * 97}.png")
+        aug.save(root / "train" / "three" / f"aug_{k}_{4821907 + k * 97313}.png")
     # Integrity flaws.
     broken = root / "train" / "two" / "broken_scan.png"
-    train_img(2, 40).save(broken)
+    next(spare[2]).save(broken)
     data = bytearray(broken.read_bytes())
     data[len(data) // 2: len(data) // 2 + 16] = b"\xde\xad\xbe\xef" * 4  # damage the pixel data
     broken.write_bytes(bytes(data))
     jpeg = root / "val" / "one" / "truncated_one.jpg"
-    train_img(1, 30).save(jpeg, quality=90)
+    next(spare[1]).save(jpeg, quality=90)
     jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
     (root / "train" / "zero" / "empty.png").write_bytes(b"")
     (root / "train" / "one" / "labels_notes.txt").write_text("exported by labeling tool v2\n")
     for i in range(3):
-        train_img(1, 40 + i).save(root / "train" / "one" / f"png_in_disguise_{i}.jpg", format="PNG")
+        next(spare[1]).save(root / "train" / "one" / f"png_in_disguise_{i}.jpg", format="PNG")
     for i in range(4):
         Image.open(written[("train", 0)][50 + i]).convert("RGB").save(
             written[("train", 0)][50 + i])

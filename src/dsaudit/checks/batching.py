@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-import pandas as pd
 
 from dsaudit.checks.balance import (ordered_splits, samples, split_name, tail_source, tail_split)
 from dsaudit.checks.base import Check, CheckContext
@@ -158,7 +157,7 @@ class BatchRemainder(Check):
                      f"or {a['steps_drop_remainder']} steps with drop_remainder=True, which drops {r} "
                      f"samples every epoch."]
             if a["smaller_than_one_batch"]:
-                parts.append(f"The whole set is smaller than one batch.")
+                parts.append("The whole set is smaller than one batch.")
             if single:
                 parts.append("The last batch holds a single sample"
                              + (": BatchNormalization in training mode fails or misbehaves on it."
@@ -193,6 +192,8 @@ class StepsCoverage(Check):
     count twice. The same holds for steps_per_epoch and training.
     Fix: Leave steps_per_epoch and validation_steps unset (Keras then runs one full pass), or set them to
     ceil(n / batch) as given in the evidence.
+    Thresholds: none; runs when batch.steps_per_epoch or batch.validation_steps is set (--steps-per-epoch,
+    --validation-steps) together with a batch size. Exact means steps = ceil(n / batch).
     """
 
     id = "DSA302"
@@ -236,8 +237,8 @@ class StepsCoverage(Check):
                             f"in an epoch (a different subset each epoch if the pipeline repeats and "
                             f"shuffles, the same tail never if it does not)")
                 else:
-                    what = (f"asks for {capacity} samples from {n}: without .repeat() Keras runs out of "
-                            f"data; with it about {repeated} samples are seen twice per epoch")
+                    what = (f"asks for {capacity} samples from {n}: without .repeat() Keras stops with \"Your "
+                            f"input ran out of data\"; with it about {repeated} samples are seen twice per epoch")
                 yield self.finding(
                     f"{option}={steps} does not cover {s['name']} exactly once",
                     f"{option}={steps} with batch size {b} on {s['name']} {what}. One exact pass is "
