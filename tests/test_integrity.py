@@ -135,13 +135,15 @@ def test_hidden_files_symlinks_and_unexpected_entries(clean):
     (clean / "train" / "cat" / ".DS_Store").write_bytes(b"x")
     os.symlink(clean / "train", clean / "train" / "cat" / "loop")
     (clean / "notes.txt").write_text("x")
+    write_image(clean / "lost.png", real_patches(1, 32, seed=41)[0])
     write_image(clean / "holdout" / "cat" / "x.png", real_patches(1, 32, seed=40)[0])
     result = scan(clean, CFG)
     assert ids(result, "DSA013")[0].paths == ("train/cat/.DS_Store",)
     assert str(ids(result, "DSA013")[0].severity) == "info"
     assert ids(result, "DSA014")[0].evidence["kind"] == "symlink_loop"
-    unexpected = {f.subject: f.paths for f in ids(result, "DSA015")}
-    assert unexpected == {"unknown_folder": ("holdout",), "stray_file": ("notes.txt",)}
+    unexpected = {f.subject: (f.paths, str(f.severity)) for f in ids(result, "DSA015")}
+    assert unexpected == {"unknown_folder": (("holdout",), "warning"), "stray_file": (("lost.png",), "warning"),
+                          "stray_file_other": (("notes.txt",), "info")}
 
 
 def test_manifest_missing_files_are_errors(tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
-from dsaudit.index.records import EXTENSION_FORMATS
+from dsaudit.index.records import EXTENSION_FORMATS, IMAGE_EXTENSIONS
 
 EXAMPLES = 20  # how many per-file details an aggregated finding keeps in its evidence
 
@@ -422,7 +422,8 @@ class UnexpectedEntries(Check):
     Why: dsaudit does not guess: a top-level folder named 'holdout' or 'dev' is not scanned, and a
     file lying next to the class folders is not a sample. Your loader may treat them differently.
     Fix: Rename split folders to train/val/test (any case; training, valid, validation and testing also
-    work), move stray files into class folders, or describe the dataset with --manifest.
+    work), move stray images into class folders, or describe the dataset with --manifest. Non-image
+    files beside the class folders (README, labels.csv) are reported as info only.
     """
 
     id = "DSA015"
@@ -438,14 +439,34 @@ class UnexpectedEntries(Check):
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         for kind, what in self.KINDS.items():
             found = _issues(ctx, kind)
+            severity = None
+            if kind == "stray_file":
+                # README.md or labels.csv beside the class folders is normal; a stray *image* is a
+                # sample that lost its class folder.
+                images = [i for i in found if _extension(i.path) in IMAGE_EXTENSIONS]
+                others = [i for i in found if i not in images]
+                if others:
+                    yield self._report(others, "file(s) beside the class folders that are not images "
+                                       "(documentation, metadata); not scanned", "stray_file_other",
+                                       Severity.INFO)
+                found = images
             if found:
-                yield self.finding(f"{len(found)} {what}",
-                                   f"{len(found)} {what}, e.g. {found[0].path}: {found[0].detail}",
-                                   paths=[i.path for i in found if not i.path.startswith("line ")],
-                                   subject=kind,
-                                   evidence={"kind": kind, "entries": [{"path": i.path, "detail": i.detail}
-                                                                       for i in found[:EXAMPLES]],
-                                             "count": len(found)})
+                yield self._report(found, what, kind, severity)
+
+    def _report(self, found, what: str, kind: str, severity: Severity | None) -> Finding:
+        return self.finding(f"{len(found)} {what}",
+                            f"{len(found)} {what}, e.g. {found[0].path}"
+                            + (f": {found[0].detail}" if found[0].detail else ""),
+                            paths=[i.path for i in found if not i.path.startswith("line ")],
+                            subject=kind, severity=severity,
+                            evidence={"kind": kind, "entries": [{"path": i.path, "detail": i.detail}
+                                                                for i in found[:EXAMPLES]],
+                                      "count": len(found)})
+
+
+def _extension(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
 class MissingFiles(Check):
