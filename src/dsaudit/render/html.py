@@ -99,6 +99,8 @@ def _short(value: Any, limit: int = 160) -> str:
         parts = [_short(v, 60) for v in value[:5]]
         more = f", \u2026 (+{len(value) - 5:,} more)" if len(value) > 5 else ""
         text = "[" + ", ".join(parts) + more + "]"
+    elif isinstance(value, Mapping) and all(_scalar(v) for v in value.values()):
+        text = ", ".join(f"{k}: {_short(v, 60)}" for k, v in value.items())
     elif isinstance(value, Mapping):
         text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
     else:
@@ -137,21 +139,69 @@ class _Thumbs:
 # Generic rendering of section blocks published by checks (unknown shapes still show)
 
 
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool)) or (
+        isinstance(value, (list, tuple)) and len(value) <= 12
+        and all(isinstance(v, (str, int, float, bool)) or v is None for v in value))
+
+
+def _flatten(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One level of nested dicts becomes "outer.inner" columns; None when deeper than that."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            if not all(_scalar(v) for v in value.values()):
+                return None
+            for k2, v2 in value.items():
+                flat[f"{key}.{k2}"] = v2
+        elif _scalar(value):
+            flat[str(key)] = value
+        else:
+            return None
+    return flat
+
+
+def _records(names: list[str] | None, records: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A table for records (list items or dict values). Wide, short tables are transposed so
+    that each record is a column (for example one column per split)."""
+    flat = [_flatten(r) for r in records[:MAX_TABLE_ROWS]]
+    if any(f is None for f in flat):
+        return None
+    columns: list[str] = []
+    for row in flat:
+        for key in row:  # type: ignore[union-attr]
+            if key not in columns:
+                columns.append(key)
+    more = max(0, len(records) - MAX_TABLE_ROWS)
+    if len(columns) > 8 and len(flat) <= 10:
+        heads = names or [str(r.get("name", r.get("split", i + 1))) for i, r in enumerate(records)]
+        rows = [[c] + [_cell(row.get(c)) for row in flat] for c in columns]  # type: ignore[union-attr]
+        return {"t": "table", "columns": [""] + heads, "rows": rows, "more": 0, "transposed": True}
+    rows = [[_cell(row.get(c)) for c in columns] for row in flat]  # type: ignore[union-attr]
+    if names:
+        columns = [""] + columns
+        rows = [[name] + row for name, row in zip(names, rows)]
+    return {"t": "table", "columns": columns, "rows": rows, "more": more}
+
+
 def _node(value: Any, depth: int = 0) -> dict[str, Any]:
-    if depth > 4:
+    """A render tree for any JSON-able block: lists of records and dicts of records become tables,
+    other dicts key/value lists, so that unknown shapes still show readably."""
+    if depth > 5:
         return {"t": "text", "v": _short(value, 300)}
     if isinstance(value, Mapping):
+        if len(value) >= 2 and all(isinstance(v, Mapping) and v for v in value.values()):
+            table = _records([str(k) for k in value], list(value.values()))
+            if table is not None:
+                return table
         return {"t": "kv", "entries": [(str(k), _node(v, depth + 1)) for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
         if value and all(isinstance(v, Mapping) for v in value):
-            columns: list[str] = []
-            for row in value:
-                for key in row:
-                    if str(key) not in columns:
-                        columns.append(str(key))
-            rows = [[_cell(_lookup(row, c)) for c in columns] for row in value[:MAX_TABLE_ROWS]]
-            return {"t": "table", "columns": columns, "rows": rows,
-                    "more": max(0, len(value) - MAX_TABLE_ROWS)}
+            table = _records(None, list(value))
+            if table is not None:
+                return table
+            return {"t": "list", "entries": [_node(v, depth + 1) for v in value[:50]],
+                    "more": max(0, len(value) - 50)}
         if all(not isinstance(v, (Mapping, list, tuple)) for v in value):
             return {"t": "text", "v": _short(list(value), 600)}
         return {"t": "list", "entries": [_node(v, depth + 1) for v in value[:50]],
@@ -160,16 +210,7 @@ def _node(value: Any, depth: int = 0) -> dict[str, Any]:
         return {"t": "text", "v": _num(value)}
     if isinstance(value, bool):
         return {"t": "text", "v": "yes" if value else "no"}
-    return {"t": "text", "v": "" if value is None else _short(value, 1000)}
-
-
-def _lookup(row: Mapping[str, Any], column: str) -> Any:
-    if column in row:
-        return row[column]
-    for key, value in row.items():
-        if str(key) == column:
-            return value
-    return None
+    return {"t": "text", "v": "\u2014" if value is None else _short(value, 1000)}
 
 
 def _cell(value: Any) -> str:
@@ -179,6 +220,8 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, (int, float)):
         return _num(value)
+    if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
+        return ", ".join(_cell(v) for v in value[:12]) + (" \u2026" if len(value) > 12 else "")
     return _short(value, 200)
 
 
@@ -202,7 +245,7 @@ def _bar_chart(title: str, counts: Mapping[str, int]) -> Markup:
     total = sum(counts.values()) or 1
     shown = items[:MAX_CHART_CLASSES]
     biggest = max((v for _, v in shown), default=0) or 1
-    label_w, bar_w, value_w, row_h, top = 170, 300, 120, 20, 24
+    label_w, bar_w, value_w, row_h, top = 150, 260, 110, 20, 24
     width = label_w + bar_w + value_w
     height = top + row_h * len(shown) + (22 if len(items) > len(shown) else 6)
     out = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
@@ -213,7 +256,7 @@ def _bar_chart(title: str, counts: Mapping[str, int]) -> Markup:
         y = top + i * row_h
         w = max(1.0, bar_w * value / biggest) if value else 0
         out.append(f"<g><title>{escape(clean_text(name))}: {value:,}</title>")
-        out.append(_svg_text(label_w - 6, y + 14, _truncate(name, 24), anchor="end"))
+        out.append(_svg_text(label_w - 6, y + 14, _truncate(name, 22), anchor="end"))
         if value:
             out.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}"/>')
             out.append(_svg_text(label_w + w + 5, y + 14, f"{value:,} ({100 * value / total:.1f}%)"))
@@ -255,6 +298,14 @@ def _stat(value: Any) -> tuple[float, tuple[float, float] | None, int | None] | 
             ci = float(value[lo]), float(value[hi])
     n = value.get("n") if isinstance(value.get("n"), int) else None
     return mean, ci, n
+
+
+def _probe_status(probe: Any) -> str:
+    """One sentence when the probe did not run (the section says why)."""
+    if not isinstance(probe, Mapping) or probe.get("status") in (None, "ran"):
+        return ""
+    reason = probe.get("reason")
+    return f"The probe did not run ({probe.get('status')})" + (f": {reason}." if reason else ".")
 
 
 def _probe_groups(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -299,49 +350,127 @@ def _probe_groups(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _probe_chart(probe: Any) -> Markup | None:
-    if not isinstance(probe, Mapping):
-        return None
-    groups = _probe_groups(probe)
-    if not groups:
-        return None
-    label_w, plot_w, right, row_h, top = 190, 360, 150, 44, 30
-    width, height = label_w + plot_w + right, top + row_h * len(groups) + 34
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _accuracy_chart(title: str, rows: list[dict[str, Any]], chance: float | None = None) -> Markup:
+    """Horizontal accuracy bars on a 0-100% axis with 95% CI whiskers and per-run dots.
+
+    Hatched bars are leaked images, solid bars clean ones (pattern and label, not colour alone)."""
+    label_w, plot_w, right, row_h, top = 300, 320, 250, 40, 30
+    width, height = label_w + plot_w + right, top + row_h * len(rows) + 34
     x = lambda v: label_w + plot_w * max(0.0, min(1.0, v))  # noqa: E731
     out = [f'<svg class="chart probe" role="img" viewBox="0 0 {width} {height}" width="{width}" '
            f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
-           "<title>Probe accuracy on leaked versus clean validation images</title>",
-           '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
-           'patternTransform="rotate(45)"><rect width="6" height="6" class="hatch-bg"/>'
-           '<line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>',
-           _svg_text(0, 16, "Probe accuracy (95% CI)", cls="ctitle")]
+           f"<title>{escape(clean_text(title))}</title>", _svg_text(0, 16, title, cls="ctitle")]
+    bottom = height - 26
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        out.append(f'<line class="grid" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
-                   f'y2="{height - 26}"/>')
+        out.append(f'<line class="grid" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{bottom}"/>')
         out.append(_svg_text(x(tick), height - 10, f"{tick:.0%}", anchor="middle", cls="tick"))
-    for i, g in enumerate(groups):
+    for i, g in enumerate(rows):
         y = top + i * row_h
-        cls = "bar leaked" if g["key"] == "leaked" else "bar clean"
-        fill = ' fill="url(#hatch)"' if g["key"] == "leaked" else ""
-        out.append(_svg_text(label_w - 8, y + 20, g["label"], anchor="end"))
-        out.append(f'<rect class="{cls}"{fill} x="{label_w}" y="{y + 6}" '
-                   f'width="{x(g["mean"]) - label_w:.1f}" height="{row_h - 16}"/>')
+        out.append(_svg_text(label_w - 8, y + 19, _truncate(g["label"], 46), anchor="end"))
+        out.append(f'<rect class="bar {"leaked" if g.get("hatch") else "clean"}" x="{label_w}" y="{y + 6}" '
+                   f'width="{x(g["mean"]) - label_w:.1f}" height="{row_h - 14}"/>')
         text = f"{g['mean']:.1%}"
-        if g["ci"]:
+        cy = y + 6 + (row_h - 14) / 2
+        if g.get("ci"):
             lo, hi = g["ci"]
-            cy = y + 6 + (row_h - 16) / 2
             out.append(f'<line class="ci" x1="{x(lo):.1f}" y1="{cy:.1f}" x2="{x(hi):.1f}" y2="{cy:.1f}"/>')
             for v in (lo, hi):
                 out.append(f'<line class="ci" x1="{x(v):.1f}" y1="{cy - 7:.1f}" x2="{x(v):.1f}" '
                            f'y2="{cy + 7:.1f}"/>')
             text += f" [{lo:.1%}, {hi:.1%}]"
-        for v in g["runs"][:50]:
-            out.append(f'<circle class="run" cx="{x(v):.1f}" cy="{y + row_h / 2 - 2:.1f}" r="3"/>')
-        if g["n"]:
-            text += f" n={g['n']:,}"
-        out.append(_svg_text(label_w + plot_w + 8, y + 20, text))
+        for v in (g.get("runs") or [])[:50]:
+            out.append(f'<circle class="run" cx="{x(v):.1f}" cy="{cy:.1f}" r="3"/>')
+        if g.get("n"):
+            text += f"  n={g['n']:,}"
+        out.append(_svg_text(label_w + plot_w + 8, y + 19, text))
+    if chance is not None and _is_num(chance):
+        out.append(f'<line class="chance" x1="{x(chance):.1f}" y1="{top - 8}" x2="{x(chance):.1f}" '
+                   f'y2="{bottom}"/>')
+        out.append(_svg_text(x(chance), top - 10, f"chance {chance:.0%}", anchor="middle", cls="tick"))
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _inflation_chart(title: str, value: float, interval: tuple[float, float] | None,
+                     p_value: Any) -> Markup:
+    """One point with its 95% interval on an axis of accuracy points, zero marked."""
+    lo, hi = interval if interval else (value, value)
+    span = max(0.1, abs(lo), abs(hi), abs(value)) * 1.15
+    label_w, plot_w, right, top = 300, 320, 250, 30
+    width, height = label_w + plot_w + right, top + 40 + 34
+    x = lambda v: label_w + plot_w * (v + span) / (2 * span)  # noqa: E731
+    out = [f'<svg class="chart probe" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+           f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
+           f"<title>{escape(clean_text(title))}</title>", _svg_text(0, 16, title, cls="ctitle")]
+    bottom = height - 26
+    for tick in (-span, -span / 2, 0.0, span / 2, span):
+        out.append(f'<line class="{"zero" if tick == 0 else "grid"}" x1="{x(tick):.1f}" y1="{top - 4}" '
+                   f'x2="{x(tick):.1f}" y2="{bottom}"/>')
+        out.append(_svg_text(x(tick), height - 10, f"{100 * tick:+.0f}" if tick else "0",
+                             anchor="middle", cls="tick"))
+    cy = top + 18
+    out.append(_svg_text(label_w - 8, cy + 5, "A \u2212 B on leaked images (points)", anchor="end"))
+    if interval:
+        out.append(f'<line class="ci" x1="{x(lo):.1f}" y1="{cy}" x2="{x(hi):.1f}" y2="{cy}"/>')
+        for v in (lo, hi):
+            out.append(f'<line class="ci" x1="{x(v):.1f}" y1="{cy - 8}" x2="{x(v):.1f}" y2="{cy + 8}"/>')
+    out.append(f'<rect class="point" x="{x(value) - 6:.1f}" y="{cy - 6}" width="12" height="12"/>')
+    text = f"{100 * value:+.1f} points"
+    if interval:
+        text += f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    if _is_num(p_value):
+        text += f"  p = {p_value:.2g}"
+    out.append(_svg_text(label_w + plot_w + 8, cy + 5, text))
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _probe_charts(probe: Any) -> list[Markup]:
+    """Charts for the probe section: the counterfactual design of dsaudit's probe (runs A/B,
+    inflation with interval, leaked vs clean context with Wilson intervals), or any section that
+    names accuracies on leaked and clean images."""
+    if not isinstance(probe, Mapping):
+        return []
+    charts: list[Markup] = []
+    for key, what in (("leakage", "duplicate pairs"), ("group_leakage", "leaked groups")):
+        res = probe.get(key)
+        if not isinstance(res, Mapping) or res.get("status") != "ran":
+            continue
+        inf = res.get("inflation") if isinstance(res.get("inflation"), Mapping) else {}
+        naive = (res.get("context") or {}).get("naive_gap") if isinstance(res.get("context"), Mapping) else None
+        naive = naive if isinstance(naive, Mapping) else {}
+        learn = res.get("learnability") if isinstance(res.get("learnability"), Mapping) else {}
+        rows: list[dict[str, Any]] = []
+        leaked = _stat(naive.get("leaked"))
+        if _is_num(inf.get("accuracy_with_partners")):
+            rows.append({"label": "Leaked val images, with their copies (A)",
+                         "mean": float(inf["accuracy_with_partners"]), "hatch": True,
+                         "ci": leaked[1] if leaked else None, "n": inf.get("n")})
+        elif leaked:
+            rows.append({"label": "Leaked val images", "mean": leaked[0], "ci": leaked[1],
+                         "n": leaked[2], "hatch": True})
+        if _is_num(inf.get("accuracy_without_partners")):
+            rows.append({"label": "Leaked val images, copies replaced (B)",
+                         "mean": float(inf["accuracy_without_partners"]), "n": inf.get("n"), "hatch": True})
+        clean = _stat(naive.get("clean"))
+        if clean:
+            rows.append({"label": "Clean val images (A)", "mean": clean[0], "ci": clean[1], "n": clean[2]})
+        rows = [r for r in rows if 0.0 <= r["mean"] <= 1.0]
+        if rows:
+            charts.append(_accuracy_chart(f"Probe on {what}: accuracy (95% CI)", rows, learn.get("chance")))
+        if _is_num(inf.get("inflation")):
+            charts.append(_inflation_chart(f"Inflation from {what}", float(inf["inflation"]),
+                                           _as_ci(inf.get("interval")), inf.get("p_value")))
+    if not charts:
+        groups = _probe_groups(probe)
+        if groups:
+            rows = [{**g, "hatch": g["key"] == "leaked"} for g in groups]
+            charts.append(_accuracy_chart("Probe accuracy (95% CI)", rows))
+    return charts
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,8 +511,11 @@ def _pair_view(pair: Mapping[str, Any], check_id: str, thumbs: _Thumbs) -> dict[
         facts.append(f"similarity {_num(pair['similarity'])}")
     if pair.get("transform"):
         facts.append(f"transform: {pair['transform']}")
-    side = lambda p, s, l: {"path": p, "split": "" if s is None else str(s),  # noqa: E731
-                            "label": "" if l is None else str(l), **thumbs.get(p)}
+
+    def side(path: str, split: Any, label: Any) -> dict[str, Any]:
+        return {"path": path, "split": "" if split is None else str(split),
+                "label": "" if label is None else str(label), **thumbs.get(path)}
+
     return {"a": side(a, pair.get("split_a"), label_a), "b": side(b, pair.get("split_b"), label_b),
             "conflict": conflict, "facts": ", ".join(facts),
             "cross": str(pair.get("split_a", "")) != str(pair.get("split_b", ""))}
@@ -458,21 +590,31 @@ def _overview(result: ScanResult) -> dict[str, Any]:
 
 def _checks_view(result: ScanResult, threshold: int | None) -> list[dict[str, Any]]:
     docs = result.meta.get("checks") or {}
+    ran = result.meta.get("checks_run")
     ids = set(docs) | {f.check_id for f in result.findings} | {e.check_id for e in result.check_errors}
+    timings = result.meta.get("timings") if isinstance(result.meta.get("timings"), Mapping) else {}
+    per_check = timings.get("checks") if isinstance(timings.get("checks"), Mapping) else {}
+    by_check: dict[str, list[Finding]] = {}
+    for f in result.findings:
+        by_check.setdefault(f.check_id, []).append(f)
     rows = []
     for cid in sorted(ids):
         doc = docs.get(cid) if isinstance(docs.get(cid), Mapping) else {}
-        mine = [f for f in result.findings if f.check_id == cid]
+        mine = by_check.get(cid, [])
         active = [f for f in mine if not f.baselined]
         errors = [e for e in result.check_errors if e.check_id == cid]
         failing = [f for f in active if threshold is not None and int(f.severity) >= threshold]
         by_sev = {s: sum(1 for f in active if str(f.severity) == s) for s in ("error", "warning", "info")}
-        if errors:
+        if isinstance(ran, list) and cid not in ran and not mine and not errors:
+            status, icon = "not run", "\u2013"
+        elif errors:
             status, icon = "crashed", "\u26a0"
         elif failing:
             status, icon = "failed", "\u2716"
         elif active:
             status, icon = "findings", "\u25b2"
+        elif len(mine):
+            status, icon = "baselined", "\u2714"
         else:
             status, icon = "clean", "\u2714"
         name = doc.get("name") or next((f.check_name for f in mine if f.check_name), "") or next(
@@ -481,7 +623,8 @@ def _checks_view(result: ScanResult, threshold: int | None) -> list[dict[str, An
                      "why": doc.get("why", ""), "fix": doc.get("fix", ""),
                      "severity": doc.get("severity", ""), "status": status, "icon": icon,
                      "counts": by_sev, "baselined": len(mine) - len(active), "failing": len(failing),
-                     "errors": errors, "documented": bool(doc)})
+                     "errors": errors, "documented": bool(doc),
+                     "seconds": per_check.get(cid) if _is_num(per_check.get(cid)) else None})
     return rows
 
 
@@ -559,10 +702,14 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
         "batching": _node(sections["batching"]) if "batching" in sections else None,
         "leakage": _node(sections["leakage"]) if "leakage" in sections else None,
         "probe": _node(sections["probe"]) if "probe" in sections else None,
-        "probe_chart": _probe_chart(sections.get("probe")),
+        "probe_charts": _probe_charts(sections.get("probe")),
+        "probe_status": _probe_status(sections.get("probe")),
+        "probe_ab": isinstance(sections.get("probe"), Mapping) and any(
+            isinstance(sections["probe"].get(k), Mapping) and sections["probe"][k].get("status") == "ran"
+            for k in ("leakage", "group_leakage")),
         "extra_sections": extra, "meta": meta,
         "timings": [(str(k), _num(v) if isinstance(v, (int, float)) else _short(v))
-                    for k, v in timings.items()],
+                    for k, v in timings.items() if not (k == "checks" and isinstance(v, Mapping))],
         "config_json": json.dumps(result.config, indent=2, sort_keys=True, default=str,
                                   ensure_ascii=False),
         "version": result.dsaudit_version or meta.get("dsaudit_version", ""),
@@ -570,10 +717,10 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
     }
 
 
-def _script() -> tuple[Markup, str]:
+def _script() -> tuple[Markup, Markup]:
     source = _environment().loader.get_source(_environment(), "report.js")[0]  # type: ignore[union-attr]
     digest = base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii")
-    return Markup(source), f"'sha256-{digest}'"
+    return Markup(source), Markup(f"'sha256-{digest}'")
 
 
 def render(result: ScanResult, *, json_name: str = "report.json", max_findings: int = MAX_FINDINGS,

@@ -20,7 +20,7 @@ def render(result: ScanResult, console: Console, verbose: bool = False) -> None:
                   f"time: {result.summary.get('duration_seconds', 0):.1f}s")
     classes = sorted({c for per in counts.values() for c in per})
     if classes:
-        table = Table(title="Files per split and class", show_lines=False)
+        table = Table(title="Images per split and class", show_lines=False)
         table.add_column("class")
         for split in counts:
             table.add_column(split, justify="right")

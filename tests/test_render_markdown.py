@@ -1,0 +1,46 @@
+"""Markdown summary for PR comments / CI step summaries: short, verdict first, inert names."""
+
+from __future__ import annotations
+
+from dsaudit.findings import Finding, Severity
+from dsaudit.render import markdown
+from test_render_html import sample_result
+
+
+def test_verdict_counts_and_findings_table():
+    text = markdown.render(sample_result())
+    lines = text.splitlines()
+    assert lines[0].startswith("### ") and "gate failed" in lines[0] and "fail-on error" in lines[0]
+    assert "**3 errors**" in text and "**1 warning**" in text and "1 baselined" in text
+    assert "1 check error" in text and "DSA305" in text
+    table = [line for line in lines if line.startswith("| ") and "error |" in line]
+    assert len(table) == 3 and "DSA001" in table[0]
+    # baselined findings are not in the top table but are counted per check
+    assert not any("Last batch of one" in line for line in lines)
+    assert "| DSA301 | batch.last-batch | 0 | 0 | 0 | 1 |" in text
+    assert "train (55), val (33), test (16)" in text
+
+
+def test_passed_verdict():
+    assert "gate passed" in markdown.render(sample_result(passed=True)).splitlines()[0]
+
+
+def test_hostile_names_are_inert():
+    text = markdown.render(sample_result())
+    assert "<img" not in text and "<script>" not in text
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;.png" not in text  # parentheses left alone
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in text
+    result = sample_result()
+    result.findings.insert(0, Finding("DSA001", Severity.ERROR, "pipe | and\nnewline *bold* [x](y)",
+                                      "m", paths=("a|b`c`.png",)))
+    row = next(line for line in markdown.render(result).splitlines() if "pipe" in line)
+    assert row.count(" | ") == 3 + 0 and "\\|" in row and "\\*bold\\*" in row and "\\[x\\]" in row
+    assert "a\\|b\\`c\\`.png" in row
+
+
+def test_long_lists_are_capped():
+    result = sample_result(n_extra_findings=500)
+    result.gate["counts"]["info"] = 501
+    text = markdown.render(result, max_findings=10)
+    assert "more findings" in text and len(text) < 65_536
+    assert sum(1 for line in text.splitlines() if line.startswith("| ") and "info |" in line) <= 10
