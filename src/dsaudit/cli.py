@@ -122,8 +122,10 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         raise UsageError(f"unknown --format {', '.join(bad) or repr(formats)} (choose from {', '.join(FORMATS)})")
     from dsaudit.index.io import is_remote
 
-    remote = isinstance(root, str) and is_remote(root)
-    data_root = Path(root.rstrip("/").rsplit("/", 1)[-1]) if remote else (
+    remote = any(isinstance(p, str) and is_remote(p) for p in (root, manifest))
+    if remote and root is None:
+        raise UsageError("a remote --manifest needs the dataset ROOT URL too (paths are resolved against it)")
+    data_root = Path(str(root).rstrip("/").rsplit("/", 1)[-1]) if remote else (
         root if root is not None else manifest.resolve().parent)  # type: ignore[union-attr]
     try:
         config, source = load_config(None if remote or not data_root.is_dir() else data_root,
@@ -165,11 +167,11 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
 
 def _root_arg(root: Optional[str]):
     """A local ROOT becomes a Path; a URL (s3://...) stays a string for the remote layer."""
-    from dsaudit.index.io import is_remote
+    from dsaudit.index.io import is_remote, local_path
 
     if root is None:
         return None
-    return root if is_remote(root) else Path(root)
+    return root if is_remote(root) else Path(local_path(root))  # file:///data/x is the folder /data/x
 
 
 def _guard(fn, *args, **kwargs) -> int:
@@ -195,7 +197,7 @@ def scan(
     root: Optional[str] = typer.Argument(None, help="Dataset folder: ROOT/<split>/<class>/ or ROOT/<class>/ "
                                          "(or a URL such as s3://bucket/prefix/ with dsaudit[s3]).",
                                          show_default=False),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with path,label[,split,group]; "
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV with path,label[,split,group]; "
                                             "paths relative to the CSV."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: reports/<root name>]."),
     format: str = typer.Option("json,html", "--format", "-f", help="Comma-separated: json, html, junit, md."),
@@ -205,6 +207,10 @@ def scan(
     select: Optional[list[str]] = typer.Option(None, "--select", help="Only these checks (IDs, names, globs)."),
     ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="Skip these checks (IDs, names, globs)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes [default: all cores]."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Where the per-file work runs: local (process "
+                                         "pool) or dask (needs dsaudit[dask]) [default: local]."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address for --engine dask "
+                                            "[default: $DASK_SCHEDULER_ADDRESS, else a local Dask cluster]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Decode everything; do not read or write the cache."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder [default: ~/.cache/dsaudit]."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="Regex on the relative path naming "
@@ -226,6 +232,7 @@ def scan(
     overrides = {
         "fail_on": fail_on, "select": _split_list(select), "ignore": _split_list(ignore), "jobs": jobs,
         "cache": False if no_cache else None, "cache_dir": str(cache_dir) if cache_dir else None,
+        "engine": engine.strip().lower() if engine else None, "scheduler": scheduler,
         "seed": seed, "leakage.group_regex": group_regex, "batch.batch_size": batch_size,
         "batch.val_batch_size": val_batch_size, "batch.max_batch_size": max_batch_size,
         "batch.steps_per_epoch": steps_per_epoch, "batch.validation_steps": validation_steps,
@@ -235,7 +242,7 @@ def scan(
     }
     command = "dsaudit " + " ".join(shlex.quote(os.fsencode(a).decode("utf-8", "backslashreplace"))
                                     for a in sys.argv[1:])
-    code = _guard(run_scan, _root_arg(root), manifest=manifest, out=out, formats=format, overrides=overrides,
+    code = _guard(run_scan, _root_arg(root), manifest=_root_arg(manifest), out=out, formats=format, overrides=overrides,
                   config_file=config, baseline=baseline, quiet=quiet, verbose=verbose, command=command)
     raise typer.Exit(code)
 
@@ -331,7 +338,7 @@ def demo(
         build_demo_dataset(target)
         typer.echo(f"Built the demo dataset in {display_path(str(target))}")
         code = run_scan(target, out=out, formats="json,html,junit,md", quiet=quiet,
-                        overrides={"batch.batch_size": 32, "probe.mode": "on" if probe else "off",
+                        overrides={"batch.batch_size": 32, "batch.validation_split": 0.2, "probe.mode": "on" if probe else "off",
                                    "leakage.group_regex": DEMO_GROUP_REGEX},
                         command="dsaudit demo")
         typer.echo(f"Report: {display_path(str(out / 'report.html'))} (the demo plants flaws on purpose, "

@@ -61,11 +61,12 @@ def summarize(index: DatasetIndex, duration: float) -> dict[str, Any]:
     for split in index.layout.splits:
         key = split or "all"
         labels = sorted(set(index.layout.classes.get(split, [])) | set(t.loc[t["split"] == split, "label"]))
-        sub = t[t["split"] == split]
+        sub = t[(t["split"] == split) & (t["kind"] == "image")]  # what a loader would train on
         counts[key] = {label: int((sub["label"] == label).sum()) for label in labels}
     return {
         "files": int(len(t)),
-        "images": int(t["readable"].sum()),
+        "images": int((t["kind"] == "image").sum()),
+        "decoded": int(t["readable"].sum()),
         "unreadable": int((~t["readable"] & ~t["bomb"]).sum()),
         "bytes": int(t["bytes"].sum()),
         "counts": counts,
@@ -97,7 +98,9 @@ def _thumbnail(abs_path: str) -> str:
     try:
         from PIL import Image
 
-        with Image.open(abs_path) as img:
+        from dsaudit.index import io as dsio  # remote URLs (s3://...) read through fsspec
+
+        with dsio.open_binary(abs_path) as fh, Image.open(fh) as img:
             if img.size[0] * img.size[1] > 89_478_485:
                 return ""
             img.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))

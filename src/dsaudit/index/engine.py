@@ -18,6 +18,12 @@ ProgressFn = Callable[[int], None]
 
 
 def _run_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    first = items[0] if items else None
+    if isinstance(first, tuple) and first and isinstance(first[0], str) and "://" in first[0] \
+            and not first[0].startswith("file://"):
+        from dsaudit.index import remote  # remote objects: fetch the batch concurrently
+
+        return remote.run_batch(func, items)
     return [func(item) for item in items]
 
 

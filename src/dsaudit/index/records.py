@@ -8,6 +8,7 @@ The pixels are decoded once and handed to the feature extractor (hashing.extract
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from io import BytesIO
 from typing import Any
@@ -154,7 +155,9 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
                 rec["kind"] = "image"
                 rec["readable"] = True
     except Exception as exc:  # any decoder failure is a finding, never a crash
-        message = f"{type(exc).__name__}: {exc}"
+        # Pillow names the in-memory stream ("<_io.BytesIO object at 0x7f...>"): drop the address so
+        # the same file gives the same message on every run.
+        message = re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
         rec["error"] = message[:300]
         rec["truncated"] = "truncated" in message.lower() or "end of file" in message.lower()
         rec["kind"] = "broken-image" if looks_like_image and sniffed != "TEXT" else "non-image"

@@ -1,0 +1,505 @@
+"""Datasets on object storage (s3://, gs://, az://, ... ) through fsspec, read-only.
+
+The same three layouts as :mod:`dsaudit.index.layout` are recognised. Object stores have no real
+folders, so one recursive listing of the root prefix is turned into a virtual tree, and that tree is
+walked in exactly the order the local walk uses (sorted names, depth-first), with the same rules for
+split aliases, hidden and system names, stray files and unknown folders. A scan of an S3 copy
+therefore lists the same files, in the same order, with the same relative paths, as a scan of the
+local folder.
+
+Version stamps: the record cache keys on (relative path, size, stamp). For an object the stamp is a
+stable 63-bit integer derived from its ETag (or generation / version id / modification time when the
+store gives no ETag), so an overwritten object is decoded again and an unchanged one never is.
+The listing already carries size and ETag, so stat() of a listed object costs no request.
+
+Credentials come from each store's usual environment and configuration (AWS_* variables and
+~/.aws for s3fs, GOOGLE_APPLICATION_CREDENTIALS for gcsfs, AZURE_STORAGE_* for adlfs) and from
+fsspec's own configuration (FSSPEC_S3_ENDPOINT_URL and similar, or ~/.config/fsspec). dsaudit
+never reads, prints or stores them; error messages are the store's, minus nothing we added.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io as _io
+import posixpath
+import threading
+from typing import Any
+
+from dsaudit.index.layout import (SPLIT_ALIASES, SPLIT_ORDER, DatasetError, FileEntry, Layout, WalkIssue,
+                                  is_hidden_or_system)
+
+# Which pip extra provides each protocol, for a clear message when it is missing.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
+          "abfss": "azure", "adl": "azure"}
+
+_lock = threading.Lock()
+_known: dict[str, tuple[int, int]] = {}   # URL -> (size, stamp) from the latest listing
+_KNOWN_MAX = 5_000_000                     # bound the memo (~1 GB at this size); cleared when full
+
+
+# --------------------------------------------------------------------------------------------- fs
+
+def _split_url(url: str) -> tuple[str, str]:
+    protocol, _, rest = url.partition("://")
+    return protocol.lower(), rest
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path inside it) for a URL; DatasetError when the backend is missing."""
+    protocol, _ = _split_url(url)
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        extra = EXTRAS.get(protocol, "s3")
+        raise DatasetError(f"reading {protocol}:// needs fsspec: pip install 'dsaudit[{extra}]'") from None
+    try:
+        fs, path = url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        extra = EXTRAS.get(protocol)
+        hint = f"pip install 'dsaudit[{extra}]'" if extra else "install the fsspec backend for it"
+        raise DatasetError(f"cannot open {protocol}:// URLs ({_short(exc)}): {hint}") from None
+    return fs, path.rstrip("/")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _as_oserror(exc: BaseException, url: str) -> OSError:
+    if isinstance(exc, OSError):
+        return exc
+    err = OSError(f"{type(exc).__name__}: {_short(exc)}")
+    err.strerror = f"{type(exc).__name__}: {_short(exc)}"
+    return err
+
+
+def version_stamp(info: dict[str, Any]) -> int:
+    """A stable integer identifying one version of an object (fits SQLite's and pandas' int64)."""
+    for key in ("ETag", "etag", "md5Hash", "generation", "VersionId", "version_id"):
+        value = info.get(key)
+        if value not in (None, ""):
+            token = f"{key.lower()}:{str(value).strip(chr(34))}"
+            return int.from_bytes(hashlib.sha256(token.encode()).digest()[:8], "big") >> 1
+    for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            return int(value.timestamp() * 1_000_000) * 1000
+        if isinstance(value, (int, float)) and value:
+            return int(float(value) * 1e9)
+        if isinstance(value, str) and value:
+            try:
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                return int(parsed.timestamp() * 1_000_000) * 1000
+            except ValueError:
+                return int.from_bytes(hashlib.sha256(value.encode()).digest()[:8], "big") >> 1
+    return 0
+
+
+def _remember(url: str, size: int, stamp: int) -> None:
+    with _lock:
+        if len(_known) >= _KNOWN_MAX:
+            _known.clear()
+        _known[url] = (size, stamp)
+
+
+def stat(url: str) -> tuple[int, int]:
+    """(size, version stamp) of an object; raises OSError when it cannot be read."""
+    with _lock:
+        hit = _known.get(url)
+    if hit is not None:
+        return hit
+    fs, path = filesystem(url)
+    try:
+        info = fs.info(path)
+    except Exception as exc:  # noqa: BLE001 - every store failure is "cannot read"
+        raise _as_oserror(exc, url) from None
+    if info.get("type") == "directory":
+        raise IsADirectoryError(21, "is a folder", url)
+    size, stamp = int(info.get("size") or 0), version_stamp(info)
+    _remember(url, size, stamp)
+    return size, stamp
+
+
+def known(urls) -> dict[str, tuple[int, int]]:
+    """(size, stamp) of the given URLs that the latest listing saw (no request)."""
+    with _lock:
+        return {u: _known[u] for u in urls if u in _known}
+
+
+def seed(stats: dict[str, tuple[int, int]]) -> None:
+    """Teach this process (a Dask worker) the listing's sizes and stamps: stat() then needs no HEAD."""
+    for url, (size, stamp) in stats.items():
+        _remember(url, int(size), int(stamp))
+
+
+_prefetched: dict[str, bytes] = {}
+PREFETCH_MAX_OBJECT = 16 << 20          # larger objects are read when needed, not prefetched
+
+
+def prefetch(urls: list[str]) -> int:
+    """Fetch many objects concurrently (one async gather per store) for read_bytes to take.
+
+    Object stores answer each GET after tens of milliseconds; fetched one by one, a worker would wait
+    far longer than it decodes. Failures are left for read_bytes to meet (and report) itself.
+    Returns the number of objects fetched."""
+    by_fs: dict[int, tuple[Any, list[str], list[str]]] = {}
+    for url in urls:
+        try:
+            fs, path = filesystem(url)
+        except DatasetError:
+            continue
+        group = by_fs.setdefault(id(fs), (fs, [], []))
+        group[1].append(url)
+        group[2].append(path)
+    got = 0
+    for fs, group_urls, paths in by_fs.values():
+        try:
+            blobs = fs.cat_ranges(paths, None, None, on_error="return")
+        except Exception:  # noqa: BLE001 - prefetching is only an optimisation
+            continue
+        for url, blob in zip(group_urls, blobs):
+            if isinstance(blob, bytes):
+                _prefetched[url] = blob
+                got += 1
+    return got
+
+
+def drop_prefetched(urls) -> None:
+    for url in urls:
+        _prefetched.pop(url, None)
+
+
+PREFETCH_WINDOW = 64 << 20           # bytes of objects fetched ahead at once
+
+
+def url_of(item: Any) -> str:
+    """The path of a per-file task shaped (path, ...) as build.py makes them; "" otherwise."""
+    if isinstance(item, tuple) and item and isinstance(item[0], str):
+        return item[0]
+    return ""
+
+
+def run_batch(func, items, stats: dict[str, tuple[int, int]] | None = None) -> list[Any]:
+    """Apply func to a batch of per-file tasks whose paths are remote URLs, fetching the objects
+    concurrently in windows of PREFETCH_WINDOW bytes first (a worker then decodes instead of waiting
+    for one GET after another). `stats`: the listing's (size, stamp) per URL, shipped to a worker
+    that did not list (a Dask worker); a forked process has them already."""
+    urls_all = [url_of(item) for item in items]
+    if stats:
+        seed(stats)
+    else:
+        stats = known(u for u in urls_all if u)
+    out: list[Any] = []
+    start = 0
+    while start < len(items):
+        end, total = start, 0
+        while end < len(items) and (end == start or total < PREFETCH_WINDOW):
+            size = stats.get(urls_all[end], (0, 0))[0]
+            total += size if size <= PREFETCH_MAX_OBJECT else 0
+            end += 1
+        urls = [u for u in urls_all[start:end] if u in stats and 0 < stats[u][0] <= PREFETCH_MAX_OBJECT]
+        prefetch(urls)
+        try:
+            out.extend(func(item) for item in items[start:end])
+        finally:
+            drop_prefetched(urls)
+        start = end
+    return out
+
+
+def read_bytes(url: str) -> bytes:
+    data = _prefetched.pop(url, None)
+    if data is not None:
+        return data
+    fs, path = filesystem(url)
+    try:
+        return fs.cat_file(path)
+    except Exception as exc:  # noqa: BLE001
+        raise _as_oserror(exc, url) from None
+
+
+class _Reader(_io.RawIOBase):
+    """A file object whose errors are OSError, like a local file's."""
+
+    def __init__(self, fh, url: str):
+        self._fh, self._url = fh, url
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._fh.read(size)
+        except Exception as exc:  # noqa: BLE001
+            raise _as_oserror(exc, self._url) from None
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        finally:
+            super().close()
+
+
+def open_binary(url: str):
+    fs, path = filesystem(url)
+    try:
+        return _Reader(fs.open(path, "rb"), url)
+    except Exception as exc:  # noqa: BLE001
+        raise _as_oserror(exc, url) from None
+
+
+# --------------------------------------------------------------------------------------- discover
+
+class _Tree:
+    """A folder of the virtual tree built from object keys: name -> _Tree (folder) or None (file)."""
+
+    __slots__ = ("children",)
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Tree | None] = {}
+
+    def add(self, parts: list[str], is_dir: bool) -> None:
+        node = self
+        for i, name in enumerate(parts):
+            last = i == len(parts) - 1
+            if last and not is_dir:
+                if name not in node.children:      # a key that is also a prefix stays a folder
+                    node.children[name] = None
+                return
+            child = node.children.get(name)
+            if child is None:
+                child = node.children[name] = _Tree()
+            node = child
+
+    def items(self) -> list[tuple[str, "_Tree | None"]]:
+        return sorted(self.children.items())
+
+
+def _list(fs, root_path: str, root_url: str) -> _Tree:
+    """One recursive listing of the prefix as a virtual tree; remembers each object's stamp."""
+    try:
+        fs.invalidate_cache(root_path)  # a rescan in the same process must see the store as it is now
+        exists = fs.exists(root_path)
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"cannot list dataset root {root_url}: {_short(exc)}") from None
+    if not exists:
+        raise DatasetError(f"dataset root does not exist: {root_url}")
+    try:
+        listing = fs.find(root_path, withdirs=True, detail=True)
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"cannot list dataset root {root_url}: {_short(exc)}") from None
+    if not listing or set(k.rstrip("/") for k in listing) == {root_path}:
+        try:
+            info = fs.info(root_path)
+        except Exception:  # noqa: BLE001
+            info = {}
+        if info.get("type") == "file":
+            raise DatasetError(f"dataset root is not a folder: {root_url} "
+                               "(give the prefix that holds the class or split folders, or use --manifest)")
+    tree = _Tree()
+    prefix = root_path + "/" if root_path else ""
+    base_url = root_url.rstrip("/")
+    for key, info in listing.items():
+        key = key.rstrip("/")
+        if not key.startswith(prefix) or key == root_path:
+            continue
+        rel = key[len(prefix):]
+        parts = [p for p in rel.split("/") if p]
+        if not parts:
+            continue
+        is_dir = info.get("type") == "directory"
+        tree.add(parts, is_dir)
+        if not is_dir:
+            _remember(f"{base_url}/{'/'.join(parts)}", int(info.get("size") or 0), version_stamp(info))
+    return tree
+
+
+def discover(root_url: str | None, manifest_url: str | None = None) -> Layout:
+    """The layout of a remote prefix (or of a remote CSV manifest), like layout.discover.
+
+    The walk below mirrors layout.discover step for step (same order of entries and issues);
+    tests/test_remote.py compares the two on the same files, so any drift fails a test."""
+    if manifest_url is not None:
+        return _from_manifest(root_url, manifest_url)
+    assert root_url is not None
+    fs, root_path = filesystem(root_url)
+    base_url = root_url.rstrip("/")
+    tree = _list(fs, root_path, base_url)
+
+    issues: list[WalkIssue] = []
+    entries: list[FileEntry] = []
+    classes: dict[str, list[str]] = {}
+    split_folders: dict[str, list[str]] = {}
+
+    def walk(node: _Tree, rel: str, split: str, label: str, files: list[str]) -> None:
+        for name, child in node.items():
+            path = f"{rel}/{name}"
+            if is_hidden_or_system(name):
+                issues.append(WalkIssue("hidden", path, "", split, label))
+            elif child is None:
+                files.append(path)
+            else:
+                walk(child, path, split, label, files)
+
+    def add_class_folders(node: _Tree, rel: str, split: str) -> None:
+        for name, child in node.items():
+            path = f"{rel}/{name}" if rel else name
+            if is_hidden_or_system(name):
+                issues.append(WalkIssue("hidden", path, "", split))
+            elif child is not None:
+                if name not in classes.setdefault(split, []):
+                    classes[split].append(name)
+                files: list[str] = []
+                walk(child, path, split, name, files)
+                if not files:
+                    issues.append(WalkIssue("empty_class", path, "", split, name))
+                entries.extend(FileEntry(f, f"{base_url}/{f}", split, name) for f in files)
+            else:
+                issues.append(WalkIssue("stray_file", path, "file outside any class folder; not scanned",
+                                        split))
+
+    top = tree.items()
+    dirs = [(n, c) for n, c in top if not is_hidden_or_system(n) and c is not None]
+    split_dirs = [(SPLIT_ALIASES[n.strip().lower()], n, c) for n, c in dirs if n.strip().lower() in SPLIT_ALIASES]
+    stray_top = [n for n, c in top if not is_hidden_or_system(n) and c is None]
+    if split_dirs:
+        kind = "splits"
+        for split, name, child in sorted(split_dirs, key=lambda x: (SPLIT_ORDER.index(x[0]), x[1])):
+            if split in split_folders:
+                issues.append(WalkIssue("duplicate_split_folder", name,
+                                        f"also the {split!r} split as {split_folders[split][0]!r}; merged",
+                                        split))
+            split_folders.setdefault(split, []).append(name)
+            add_class_folders(child, name, split)
+        for name, _ in dirs:
+            if name.strip().lower() not in SPLIT_ALIASES:
+                issues.append(WalkIssue("unknown_folder", name,
+                                        "not a recognised split name (train/training, val/valid/"
+                                        "validation, test/testing); not scanned"))
+        for name in stray_top:
+            issues.append(WalkIssue("stray_file", name, "file outside any split or class folder; not scanned"))
+        for name, _ in top:
+            if is_hidden_or_system(name):
+                issues.append(WalkIssue("hidden", name))
+    else:
+        kind = "pool"
+        if not dirs:
+            if stray_top:
+                raise DatasetError(
+                    f"found {len(stray_top)} files directly in {base_url} but no class folders; expected "
+                    "ROOT/<class>/<files> or ROOT/<split>/<class>/<files> (or describe the files with "
+                    "--manifest labels.csv)")
+            raise DatasetError(f"no class folders and no images in {base_url}")
+        split_folders[""] = [""]
+        classes[""] = []
+        add_class_folders(tree, "", "")
+    for split in classes:
+        classes[split].sort()
+    if not entries:
+        raise DatasetError(f"no files found in the class folders of {base_url}")
+    entries = [FileEntry(e.rel, e.abs_path, e.split, e.label, e.group, i) for i, e in enumerate(entries)]
+    splits = [s for s in SPLIT_ORDER if s in split_folders] if kind == "splits" else [""]
+    # root without the trailing slash: s3://b/x and s3://b/x/ share one cache and one report name
+    return Layout(kind, base_url, splits, split_folders, classes, entries, issues)  # type: ignore[arg-type]
+
+
+def _from_manifest(root_url: str | None, manifest_url: str) -> Layout:
+    """A CSV manifest on object storage; relative paths resolve against the CSV's prefix."""
+    fs, manifest_path = filesystem(manifest_url)
+    try:
+        raw = fs.cat_file(manifest_path)
+    except FileNotFoundError:
+        raise DatasetError(f"manifest not found or not a file: {manifest_url}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"cannot read manifest {manifest_url}: {_short(exc)}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DatasetError(f"manifest {manifest_url} is not UTF-8 text") from None
+    try:
+        reader = csv.DictReader(_io.StringIO(text, newline=""))
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if "path" not in header or "label" not in header:
+            raise DatasetError(f"manifest {manifest_url} needs columns 'path' and 'label' "
+                               f"(found: {', '.join(header) or 'no header'})")
+        reader.fieldnames = header
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DatasetError(f"manifest {manifest_url} is not valid CSV: {exc}") from None
+    protocol, _ = _split_url(manifest_url)
+    base_url = manifest_url.rsplit("/", 1)[0]
+    root = (root_url or base_url).rstrip("/")
+    # One listing of the manifest's prefix tells which rows exist (and their stamps).
+    _, base_path = filesystem(base_url)
+    present: set[str] = set()
+    try:
+        listing = fs.find(base_path, detail=True)
+    except Exception:  # noqa: BLE001 - rows are then checked one by one
+        listing = {}
+    for key, info in listing.items():
+        present.add(key.rstrip("/"))
+        _remember(f"{protocol}://{key.rstrip('/')}", int(info.get("size") or 0), version_stamp(info))
+    issues: list[WalkIssue] = []
+    entries: list[FileEntry] = []
+    classes: dict[str, list[str]] = {}
+    split_folders: dict[str, list[str]] = {}
+    for i, row in enumerate(rows, start=2):
+        raw_path = (row.get("path") or "").strip()
+        label = (row.get("label") or "").strip()
+        if not raw_path or not label:
+            issues.append(WalkIssue("manifest_bad_row", f"line {i}", "empty path or label"))
+            continue
+        raw_split = (row.get("split") or "").strip()
+        split = SPLIT_ALIASES.get(raw_split.lower(), None) if raw_split else ""
+        if split is None:
+            issues.append(WalkIssue("unknown_split_value", f"line {i}",
+                                    f"split {raw_split!r} is not train/val/test; row not scanned"))
+            continue
+        full = raw_path if "://" in raw_path else posixpath.normpath(f"{base_url}/{raw_path}").replace(":/", "://", 1)
+        rel = full[len(root) + 1:] if full.startswith(root + "/") else full
+        key = _split_url(full)[1]
+        exists = key in present
+        if not exists and not (listing and full.startswith(base_url + "/")):
+            try:
+                stat(full)
+                exists = True
+            except OSError:
+                exists = False
+        if not exists:
+            issues.append(WalkIssue("manifest_missing", rel, f"line {i}: file not found", split, label))
+            continue
+        split_folders.setdefault(split, [raw_split])
+        if label not in classes.setdefault(split, []):
+            classes[split].append(label)
+        entries.append(FileEntry(rel, full, split, label, (row.get("group") or "").strip(), len(entries)))
+    if not entries:
+        raise DatasetError(f"manifest {manifest_url} lists no existing files")
+    for split in classes:
+        classes[split].sort()
+    present_splits = set(split_folders)
+    if present_splits == {""}:
+        splits = [""]
+    else:
+        splits = [s for s in SPLIT_ORDER if s in present_splits] + ([""] if "" in present_splits else [])
+    return Layout("manifest", root, splits, split_folders, classes, entries, issues,  # type: ignore[arg-type]
+                  manifest=manifest_url)
