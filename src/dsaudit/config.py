@@ -44,7 +44,13 @@ class LeakageConfig:
     exact: bool = True                    # byte- and pixel-identical duplicates
     near: bool = True                     # perceptual near-duplicates
     near_threshold: int = 8               # max Hamming distance (of 64 bits) for a pHash match
-    verify_threshold: float = 0.90        # min normalised similarity after alignment to confirm a pair
+    verify_threshold: float = 0.90        # min aligned similarity (detail NCC, shift <= 5/32) to confirm a pair
+    search_threshold: float = 0.94        # ...stricter when the match needed a zoom/rotation/sub-pixel search
+    smooth_boost: float = 0.06            # ...and this much stricter for smooth, upscaled low-detail images
+    knn: int = 3                          # nearest train neighbours per val/test image checked (0: off)
+    knn_min_similarity: float = 0.5       # descriptor cosine below which a k-NN candidate is not verified
+    knn_shifts: bool = True               # also look up val/test descriptors shifted by 3 px (5x k-NN cost)
+    knn_max_pairs: float = 5e10           # skip the k-NN candidates when queries x references x shifts exceeds this
     group_regex: str = ""                 # regex on the relative path; group(1) or the match is the group
     cluster_warn_ratio: float = 0.8       # warn when effective/raw count of a class falls below this
 
@@ -82,6 +88,8 @@ class ProbeConfig:
     budget_seconds: float = 300.0
     min_inflation: float = 0.05           # inflation (accuracy points as a fraction) that makes an error
     p_value: float = 0.05
+    max_train: int = 5000                 # largest training subsample per probe run (memorisation shows on small ones)
+    max_epochs: int = 20                  # epochs per run when the budget allows (raised for tiny subsamples)
 
 
 @dataclass(frozen=True)

@@ -258,10 +258,20 @@ def make_design(sets: LeakSets, labels: np.ndarray, train_size: int, seed: int,
     rng = np.random.default_rng(seed)
     notes: list[str] = []
     train_size = int(min(train_size, len(sets.train)))
-    leaked, more = choose_leaked(sets, max(1, train_size // 2), seed)
+    max_partners = max(1, train_size // 2)
+    while True:
+        # every partner needs a replacement outside the partners
+        leaked, more = choose_leaked(sets, max_partners, seed)
+        partners = np.array(sorted({p for h in leaked for p in sets.partners[int(h)]}), dtype=int)
+        rest = np.setdiff1d(sets.train, partners)
+        if len(rest) >= len(partners) or max_partners <= 1:
+            break
+        max_partners = max(1, min(max_partners - 1, len(rest)))
+    if len(rest) < len(partners):
+        leaked, partners, more = np.zeros(0, dtype=int), np.zeros(0, dtype=int), \
+            ["too few training images outside the partners to replace them"]
+        rest = np.array(sets.train)
     notes += more
-    partners = np.array(sorted({p for h in leaked for p in sets.partners[int(h)]}), dtype=int)
-    rest = np.setdiff1d(sets.train, partners)
     rest = rest[rng.permutation(len(rest))]
     # replacements: per class, as many non-partner training images as there are partners
     replacements: list[int] = []

@@ -52,11 +52,14 @@ def batch_size_for(n: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------
-def _pil_load(path: str, size: int) -> np.ndarray | None:
+def _pil_load(source, size: int) -> np.ndarray | None:
+    """Decode a path or bytes with Pillow (fallback for what tf.io cannot decode)."""
     try:
+        import io
+
         from PIL import Image
 
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             im.draft("RGB", (size * 2, size * 2))
             im = im.convert("RGB").resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
@@ -64,18 +67,31 @@ def _pil_load(path: str, size: int) -> np.ndarray | None:
         return None
 
 
+def _remote_load(path: str, size: int) -> np.ndarray | None:
+    try:
+        from dsaudit.index import io as dio
+
+        return _pil_load(dio.read_bytes(path), size)
+    except Exception:
+        return None
+
+
 def load_images(paths: Sequence[str], size: int, jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode `paths` to an (n, size, size, 3) uint8 array with tf.data (parallel read + decode).
 
-    Returns (images, ok): files TensorFlow cannot decode are retried with Pillow; rows that
-    fail both stay zero with ok False."""
+    Returns (images, ok): files TensorFlow cannot decode are retried with Pillow; remote URLs
+    (s3://, ...) are fetched through dsaudit's read-only file access; rows that fail stay zero
+    with ok False."""
+    from dsaudit.index import io as dio
+
     tf = import_tf(jobs)
     n = len(paths)
     out = np.zeros((n, size, size, 3), dtype=np.uint8)
     ok = np.zeros(n, dtype=bool)
     if n == 0:
         return out, ok
-    raw_paths = [os.fsencode(p) for p in paths]
+    local = [i for i, p in enumerate(paths) if not dio.is_remote(p)]
+    remote = [i for i, p in enumerate(paths) if dio.is_remote(p)]
 
     def decode(i, path):
         data = tf.io.read_file(path)
@@ -84,15 +100,27 @@ def load_images(paths: Sequence[str], size: int, jobs: int | None = None) -> tup
         img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
         return i, img
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(n, dtype=np.int64), raw_paths))
-    ds = ds.map(decode, num_parallel_calls=jobs or tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors().batch(128).prefetch(2)
-    for idx, imgs in ds:
-        idx = idx.numpy()
-        out[idx] = imgs.numpy()
-        ok[idx] = True
+    if local:
+        raw_paths = [os.fsencode(dio.local_path(paths[i])) for i in local]
+        ds = tf.data.Dataset.from_tensor_slices((np.array(local, dtype=np.int64), raw_paths))
+        ds = ds.map(decode, num_parallel_calls=jobs or tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.ignore_errors().batch(128).prefetch(2)
+        for idx, imgs in ds:
+            idx = idx.numpy()
+            out[idx] = imgs.numpy()
+            ok[idx] = True
+    if remote:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(4, 2 * (jobs or 2))) as pool:
+            for i, img in zip(remote, pool.map(lambda i: _remote_load(paths[i], size), remote)):
+                if img is not None:
+                    out[i] = img
+                    ok[i] = True
     for i in np.flatnonzero(~ok):
-        img = _pil_load(paths[i], size)
+        if dio.is_remote(paths[i]):
+            continue
+        img = _pil_load(dio.local_path(paths[i]), size)
         if img is not None:
             out[i] = img
             ok[i] = True
@@ -157,85 +185,144 @@ class RunResult:
                 "batch_size": self.batch_size, "seed": self.seed}
 
 
-def train_and_predict(x: np.ndarray, y: np.ndarray, evals: Sequence[np.ndarray], num_classes: int,
-                      epochs: int, seed: int, deadline: float | None = None,
-                      planned_epochs: int | None = None, jobs: int | None = None) -> RunResult:
-    """Train one probe from scratch and predict each evaluation set.
-
-    The cosine schedule spans `planned_epochs` (default `epochs`), so a run told to stop at the
-    epoch where an earlier, budget-cut run stopped follows exactly the same schedule. Training
-    stops early (at the end of a batch) when `deadline` (time.monotonic()) passes, or at the end
-    of an epoch when the next one would not finish in time."""
-    tf = import_tf(jobs)
-    start = time.monotonic()
+def _make_run(tf, num_classes: int, size: int, seed: int, planned_epochs: int, steps: int):
+    """A fresh model (initial weights fixed by `seed`) and its Adam with cosine decay to zero."""
     tf.keras.utils.set_random_seed(int(seed))
+    model = build_model(num_classes, size)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(
+        1e-3, decay_steps=max(1, planned_epochs * steps), alpha=0.0)
+    return model, tf.keras.optimizers.Adam(schedule)
+
+
+def train_lockstep(sets: Sequence[tuple[np.ndarray, np.ndarray]], evals: Sequence[np.ndarray],
+                   num_classes: int, epochs: int, seed: int, deadline: float | None = None,
+                   hard_deadline: float | None = None, planned_epochs: int | None = None,
+                   jobs: int | None = None, epoch_estimate: float | None = None) -> list[RunResult]:
+    """Train one probe per (x, y) training set, all in lockstep, and predict `evals` with each.
+
+    Every model starts from the same weights (same seed) and sees its data in the same shuffled
+    order; one compiled step updates all of them on batch i of their own set, so whatever the
+    machine's load does, the runs always have completed the same number of steps. The cosine
+    schedule spans `planned_epochs` (default `epochs`). Between epochs, training stops when the
+    next epoch would end after `deadline`; within an epoch it stops at `hard_deadline`.
+    All training sets must have the same size."""
+    tf = import_tf(jobs)
     try:
         tf.config.experimental.enable_op_determinism()
     except Exception:  # pragma: no cover - older TF
         pass
-    size = int(x.shape[1])
-    batch = batch_size_for(len(x))
-    steps = int(np.ceil(len(x) / batch))
+    start = time.monotonic()
+    n = len(sets[0][0])
+    if any(len(x) != n for x, _ in sets):
+        raise ValueError("lockstep runs need training sets of equal size")
+    size = int(sets[0][0].shape[1])
+    batch = batch_size_for(n)
+    steps = int(np.ceil(n / batch))
     planned = int(planned_epochs or epochs)
-    model = build_model(num_classes, size)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=max(1, planned * steps),
-                                                         alpha=0.0)
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    runs = [_make_run(tf, num_classes, size, seed, planned, steps) for _ in sets]
+    tf.keras.utils.set_random_seed(int(seed))
+    order_ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    order_ds = order_ds.batch(batch)
+    xs = [tf.constant(x) for x, _ in sets]
+    ys = [tf.constant(y.astype(np.int32)) for _, y in sets]
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
 
-    class Budget(tf.keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.done = 0
-            self.cut = False
-            self.epoch_start = time.monotonic()
-            self.durations: list[float] = []
+    @tf.function
+    def step(idx):
+        correct = []
+        for (model, opt), x, y in zip(runs, xs, ys):
+            xb = tf.cast(tf.gather(x, idx), tf.float32)
+            yb = tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                probs = model(xb, training=True)
+                loss = loss_fn(yb, probs)
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            pred = tf.argmax(probs, axis=1, output_type=tf.int32)
+            correct.append(tf.reduce_sum(tf.cast(pred == yb, tf.int32)))
+        return tf.stack(correct)
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch_start = time.monotonic()
-
-        def on_train_batch_end(self, batch_i, logs=None):
-            if deadline is not None and time.monotonic() > deadline:
-                self.cut = True
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            now = time.monotonic()
-            if not self.cut:
-                self.done = epoch + 1
-            self.durations.append(now - self.epoch_start)
-            steady = min(self.durations[-2:]) if len(self.durations) > 1 else self.durations[-1]
-            if deadline is not None and self.done < epochs and now + steady > deadline:
-                self.cut = True
-                self.model.stop_training = True
-
-    cb = Budget()
-    ds = _dataset(tf, x, y.astype(np.int32), batch, seed)
-    hist = model.fit(ds, epochs=int(epochs), verbose=0, callbacks=[cb])
-    acc = hist.history.get("accuracy") or [None]
-    preds = []
-    for ev in evals:
-        if len(ev) == 0:
-            preds.append(np.zeros(0, dtype=int))
-            continue
-        p = model.predict(_dataset(tf, ev, None, 256, None), verbose=0)
-        preds.append(np.argmax(p, axis=1).astype(int))
+    done = 0
+    cut = False
+    partial = False
+    epoch_times: list[float] = []
+    accs = [None] * len(runs)
+    for epoch in range(int(epochs)):
+        t_epoch = time.monotonic()
+        right = np.zeros(len(runs), dtype=np.int64)
+        seen = 0
+        for idx in order_ds:
+            right += step(idx).numpy()
+            seen += int(idx.shape[0])
+            if hard_deadline is not None and time.monotonic() > hard_deadline:
+                cut = partial = True
+                break
+        if partial:
+            break
+        done = epoch + 1
+        accs = [float(r) / seen for r in right]
+        epoch_times.append(time.monotonic() - t_epoch)
+        # the first epoch includes graph tracing: judge it by the calibrated estimate
+        if len(epoch_times) > 1:
+            steady = min(epoch_times[1:][-2:])
+        else:
+            steady = epoch_estimate if epoch_estimate is not None else epoch_times[0]
+        if deadline is not None and done < epochs and time.monotonic() + steady > deadline:
+            cut = True
+            break
+    train_seconds = time.monotonic() - start
+    results = []
+    for k, ((model, _), (x, _)) in enumerate(zip(runs, sets)):
+        t = time.monotonic()
+        preds = []
+        for ev in evals:
+            if len(ev) == 0:
+                preds.append(np.zeros(0, dtype=int))
+                continue
+            probs = model.predict(_dataset(tf, ev, None, 256, None), verbose=0)
+            preds.append(np.argmax(probs, axis=1).astype(int))
+        results.append(RunResult(
+            predictions=preds, epochs_planned=planned, epochs_done=done,
+            stopped_by_budget=cut, seconds=train_seconds / len(runs) + time.monotonic() - t,
+            train_accuracy=accs[k], batch_size=batch, train_size=int(len(x)), seed=int(seed)))
     tf.keras.backend.clear_session()
-    return RunResult(predictions=preds, epochs_planned=int(epochs), epochs_done=int(cb.done),
-                     stopped_by_budget=bool(cb.cut), seconds=time.monotonic() - start,
-                     train_accuracy=None if acc[-1] is None else float(acc[-1]),
-                     batch_size=batch, train_size=int(len(x)), seed=int(seed))
+    return results
+
+
+def train_and_predict(x: np.ndarray, y: np.ndarray, evals: Sequence[np.ndarray], num_classes: int,
+                      epochs: int, seed: int, deadline: float | None = None,
+                      planned_epochs: int | None = None, jobs: int | None = None,
+                      epoch_estimate: float | None = None) -> RunResult:
+    """Train one probe from scratch and predict each evaluation set (see train_lockstep)."""
+    return train_lockstep([(x, y)], evals, num_classes, epochs, seed, deadline=deadline,
+                          hard_deadline=deadline, planned_epochs=planned_epochs, jobs=jobs,
+                          epoch_estimate=epoch_estimate)[0]
+
+
+def train_pair(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray,
+               evals: Sequence[np.ndarray], num_classes: int, epochs: int, seed: int,
+               deadline: float | None = None, hard_deadline: float | None = None,
+               jobs: int | None = None,
+               epoch_estimate: float | None = None) -> tuple[RunResult, RunResult]:
+    """Runs A and B in lockstep (same seed, same order, same schedule, same completed steps)."""
+    a, b = train_lockstep([(xa, ya), (xb, yb)], evals, num_classes, epochs, seed,
+                          deadline=deadline, hard_deadline=hard_deadline, jobs=jobs,
+                          epoch_estimate=epoch_estimate)
+    return a, b
 
 
 def calibrate(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int,
-              jobs: int | None = None) -> dict[str, float]:
+              jobs: int | None = None, batch: int | None = None) -> dict[str, float]:
     """Seconds per training sample (steady state), per predicted sample, and per-run overhead
-    (model build + graph tracing), measured on a small real batch at this input size."""
+    (model build + graph tracing), measured on real images at this input size and at the batch
+    size the planned run will use (the pilot images are repeated to fill a batch)."""
     tf = import_tf(jobs)
     tf.keras.utils.set_random_seed(int(seed))
-    n = len(x)
-    batch = batch_size_for(max(n, 1)) if n < MAX_BATCH * 2 else MAX_BATCH
-    batch = min(batch, n)
+    batch = int(batch or batch_size_for(len(x)))
+    if len(x) < batch:
+        reps = -(-batch // len(x))
+        x = np.concatenate([x] * reps)[:batch]
+        y = np.concatenate([y] * reps)[:batch]
     t0 = time.monotonic()
     model = build_model(num_classes, int(x.shape[1]))
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3),
@@ -249,10 +336,17 @@ def calibrate(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int,
     for _ in range(reps):
         model.train_on_batch(xb, yb)
     per_train = (time.monotonic() - t1) / (reps * batch)
-    model.predict(xb, verbose=0, batch_size=batch)
     t2 = time.monotonic()
-    model.predict(xb, verbose=0, batch_size=batch)
-    per_eval = (time.monotonic() - t2) / batch
+    model.predict(xb[:1], verbose=0)                 # tracing and per-call cost
+    eval_overhead = time.monotonic() - t2
+    xe = tf.concat([xb] * max(1, 256 // batch), axis=0)
+    model.predict(xe[:1], verbose=0)
+    t2 = time.monotonic()
+    model.predict(xe, verbose=0, batch_size=256)
+    t3 = time.monotonic()
+    model.predict(xe[:1], verbose=0)
+    per_call = time.monotonic() - t3
+    per_eval = max(0.0, (t3 - t2) - per_call) / int(xe.shape[0])
     tf.keras.backend.clear_session()
     return {"train_per_sample": per_train, "eval_per_sample": per_eval,
-            "overhead": overhead, "batch": batch}
+            "overhead": overhead, "eval_overhead": eval_overhead, "batch": batch}

@@ -22,6 +22,7 @@ MAX_TRAIN = 5000        # memorisation shows on small subsamples (issue 5 trial 
 MAX_EPOCHS = 20
 MIN_EPOCHS = 5
 MIN_TRAIN = 64
+MIN_STEPS = 300         # tiny subsamples get more epochs so that a run takes at least this many steps
 MAX_CLEAN = 2000
 LARGE_MIN_SIDE = 64     # median short side at or above this: 128 px input with stride-2 first conv
 
@@ -34,6 +35,15 @@ class ProbeSettings:
     max_train: int = MAX_TRAIN
     max_epochs: int = MAX_EPOCHS
     min_epochs: int = MIN_EPOCHS
+    min_steps: int = MIN_STEPS
+
+
+def epochs_for(n: int, max_epochs: int, min_steps: int) -> int:
+    """`max_epochs`, raised (up to 3x) for tiny subsamples so that training takes `min_steps` steps."""
+    from dsaudit.probe.model import batch_size_for
+
+    steps = max(1, -(-n // batch_size_for(max(n, 1))))
+    return int(min(3 * max_epochs, max(max_epochs, -(-min_steps // steps))))
 
 
 def input_sizes(table: pd.DataFrame, rows: np.ndarray) -> list[int]:
@@ -96,6 +106,20 @@ class _Images:
         return arr
 
 
+def _equalize(a: np.ndarray, b: np.ndarray, partners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Equal sizes after late decode failures: trim images that are not partners (from A) or
+    not shared with A (from B, else shared ones)."""
+    a, b = list(a), list(b)
+    keep = set(int(p) for p in partners)
+    while len(a) > len(b):
+        drop = next(x for x in reversed(a) if int(x) not in keep)
+        a.remove(drop)
+    while len(b) > len(a):
+        extra = [x for x in b if x not in set(a)]
+        b.remove(extra[-1] if extra else b[-1])
+    return np.array(a, dtype=int), np.array(b, dtype=int)
+
+
 def run_probe(table: pd.DataFrame, sets: D.LeakSets, settings: ProbeSettings) -> dict[str, Any]:
     """The full probe for one set of leaks. Returns a JSON-able result dictionary."""
     start = time.monotonic()
@@ -122,7 +146,8 @@ def run_probe(table: pd.DataFrame, sets: D.LeakSets, settings: ProbeSettings) ->
                       clean=sets.clean[in_train[sets.clean]], conflicting=sets.conflicting,
                       source=sets.source, notes=notes)
 
-    from dsaudit.probe.model import calibrate, import_tf, train_and_predict
+    from dsaudit.probe.model import (batch_size_for, calibrate, import_tf, train_and_predict,
+                                      train_pair)
 
     t = time.monotonic()
     import_tf(settings.jobs)
@@ -169,13 +194,18 @@ def run_probe(table: pd.DataFrame, sets: D.LeakSets, settings: ProbeSettings) ->
         return {**result, "status": "skipped", "reason": "too few decodable training images",
                 "notes": notes}
     y_pilot = np.array([class_id[labels_all[r]] for r in pilot_ok])
+    n_runs = 1 if len(sets.leaked) == 0 else 2
+    n_full = min(settings.max_train, len(sets.train) - len(partners_pre))
+    max_epochs = epochs_for(n_full, settings.max_epochs, settings.min_steps)
     for k, size in enumerate(sizes):
-        c = calibrate(images.array(pilot_ok, size), y_pilot, len(classes), seed, settings.jobs)
+        c = calibrate(images.array(pilot_ok, size), y_pilot, len(classes), seed, settings.jobs,
+                      batch=batch_size_for(max(1, n_full)))
         calib[size] = c
-        available = (deadline - time.monotonic()) * 0.92 - 2 * c["overhead"] - 1.0
-        p = D.plan_budget(available, len(sets.train), fixed, images.per_image(),
+        run_overhead = c["overhead"] + c["eval_overhead"]
+        available = (deadline - time.monotonic()) * 0.8 - n_runs * run_overhead - 0.5
+        p = D.plan_budget(available, max(1, n_full), fixed, images.per_image(),
                           {size: c["train_per_sample"]}, {size: c["eval_per_sample"]}, [size],
-                          settings.max_train, settings.max_epochs, settings.min_epochs,
+                          settings.max_train, max_epochs, settings.min_epochs,
                           MIN_TRAIN)
         plan = p
         if p.feasible and (p.train_size >= min(1000, len(sets.train)) or k == len(sizes) - 1):
@@ -186,6 +216,18 @@ def run_probe(table: pd.DataFrame, sets: D.LeakSets, settings: ProbeSettings) ->
             break
     assert plan is not None
     timings["calibrate"] = time.monotonic() - t
+    c = calib[plan.input_size]
+    needed = n_runs * (c["overhead"] + c["eval_overhead"]
+                       + settings.min_epochs * min(MIN_TRAIN, n_full) * c["train_per_sample"]
+                       + fixed * c["eval_per_sample"])
+    if time.monotonic() + needed > deadline:
+        spent = time.monotonic() - start
+        return D.jsonable({**result, "status": "skipped",
+                           "reason": f"the budget of {settings.budget_seconds:.0f} s is too small: "
+                                     f"{spent:.1f} s went to loading and timing, and the smallest "
+                                     f"useful runs need about {needed:.0f} s more on this machine",
+                           "calibration": calib, "timings": timings, "notes": notes,
+                           "elapsed_seconds": round(spent, 3), "within_budget": True})
     size = plan.input_size
     if size != sizes[0]:
         cuts.append(f"input size reduced from {sizes[0]} to {size} px to fit the budget")
@@ -202,8 +244,7 @@ def run_probe(table: pd.DataFrame, sets: D.LeakSets, settings: ProbeSettings) ->
     t = time.monotonic()
     images.load(np.union1d(des.train_a, des.train_b))
     timings["load_train"] = time.monotonic() - t
-    train_a = images.ok(des.train_a)
-    train_b = images.ok(des.train_b)
+    train_a, train_b = _equalize(images.ok(des.train_a), images.ok(des.train_b), des.partners)
     leaked = np.array([h for h in des.leaked if int(h) in leaked_set], dtype=int)
     clean = des.clean
     x_leaked, x_clean = images.array(leaked, size), images.array(clean, size)
@@ -212,22 +253,30 @@ def run_probe(table: pd.DataFrame, sets: D.LeakSets, settings: ProbeSettings) ->
     runs_todo = [("B", train_b)] if baseline_only else [("A", train_a), ("B", train_b)]
     runs: dict[str, Any] = {}
     epochs = plan.epochs
-    for i, (name, rows) in enumerate(runs_todo):
-        left = deadline - time.monotonic()
-        eval_reserve = 2 * fixed * calib[size]["eval_per_sample"] + 0.5
-        share = (left - eval_reserve) / (len(runs_todo) - i)
-        run_deadline = time.monotonic() + max(0.0, share)
-        x = images.array(rows, size)
-        y = np.array([class_id[labels_all[r]] for r in rows], dtype=int)
-        r = train_and_predict(x, y, [x_leaked, x_clean], len(classes), epochs, seed,
-                              deadline=run_deadline, planned_epochs=plan.epochs, jobs=settings.jobs)
-        runs[name] = r
-        if r.stopped_by_budget and name == "A":
-            cuts.append(f"run A stopped by the budget after {r.epochs_done} of {plan.epochs} "
-                        "epochs; run B trained for the same number")
-            epochs = max(1, r.epochs_done)
-        elif r.stopped_by_budget:
-            cuts.append(f"run {name} stopped by the budget after {r.epochs_done} of {epochs} epochs")
+    eval_reserve = 2 * (calib[size]["eval_overhead"] + fixed * calib[size]["eval_per_sample"]) + 0.2
+    xs = {name: images.array(rows, size) for name, rows in runs_todo}
+    ys = {name: np.array([class_id[labels_all[r]] for r in rows], dtype=int) for name, rows in runs_todo}
+    if baseline_only:
+        runs["B"] = train_and_predict(xs["B"], ys["B"], [x_leaked, x_clean], len(classes), epochs,
+                                      seed, deadline=deadline - eval_reserve, jobs=settings.jobs,
+                                      epoch_estimate=1.5 * len(xs["B"]) * calib[size]["train_per_sample"])
+    else:
+        # lockstep: A and B always complete the same epochs, whatever the load does
+        runs["A"], runs["B"] = train_pair(
+            xs["A"], ys["A"], xs["B"], ys["B"], [x_leaked, x_clean], len(classes), epochs, seed,
+            deadline=deadline - eval_reserve,
+            hard_deadline=deadline + 0.1 * settings.budget_seconds - eval_reserve,
+            jobs=settings.jobs,
+            epoch_estimate=1.5 * (len(xs["A"]) + len(xs["B"])) * calib[size]["train_per_sample"])
+    done = {r.epochs_done for r in runs.values()}
+    equal = len(done) == 1
+    if any(r.stopped_by_budget for r in runs.values()):
+        cuts.append(f"training stopped by the budget after {min(done)} of {plan.epochs} epochs"
+                    + (" (both runs alike)" if equal and not baseline_only else ""))
+    if not equal:
+        cuts.append("runs A and B completed different numbers of epochs: the comparison is "
+                    "inconclusive")
+    result["equal_training"] = equal
     timings["train_and_evaluate"] = sum(r.seconds for r in runs.values())
 
     def correct(run, k, y):
