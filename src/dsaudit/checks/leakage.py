@@ -1,3 +1,566 @@
-"""Placeholder: filled in by its issue."""
+"""DSA2xx: duplicates and leakage.
 
-CHECKS: list = []
+All five checks share one analysis (``analyse``), computed by whichever runs first and kept in
+``ctx.artifacts["leakage._analysis"]``:
+
+1. exact pairs: the same file bytes (``sha256``) or the same decoded pixels (``pixel_hash``);
+2. near-duplicate candidates: (a) a Hamming join of every image's 8 dihedral pHashes against all
+   identity pHashes within ``near_threshold`` bits (multi-index hashing, ``index.neighbors``), which
+   catches re-encodes, resizes, brightness changes, flips and 90-degree rotations; (b) for each
+   val/test image its ``knn`` nearest train images by a coarse descriptor, which catches shifts and
+   crops that global hashes miss;
+3. every candidate is verified by aligning the thumbnails (``index.verify``) and kept when the
+   similarity reaches ``verify_threshold``; the transform is named when it was recognised;
+4. pairs are joined into groups (connected components).
+
+Published for later checks and the report: ``artifacts["leakage.pairs"]`` (DataFrame of all matched
+pairs, positions into ``index.table``), ``artifacts["leakage.effective_counts"]`` and
+``sections["leakage"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from dsaudit.checks.base import Check, CheckContext
+from dsaudit.config import LeakageConfig
+from dsaudit.findings import Finding, Severity
+from dsaudit.index.hashing import DIHEDRAL_NAMES, shifted_descriptors
+from dsaudit.index.neighbors import best_per_pair, dihedral_join, knn_join
+from dsaudit.index.verify import verify_pairs
+
+MAX_EVIDENCE_PAIRS = 50
+# translations (thumbnail pixels of 32) at which val/test descriptors are also looked up
+KNN_SHIFTS = ((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3))
+PAIR_COLUMNS = ("a", "b", "kind", "distance", "similarity", "transform", "cross_split", "same_label")
+
+# what was done to the reference to obtain the query, for query variant k (inverse of variant k)
+_INVERSE_NAME = {"rot90": "rot270", "rot270": "rot90"}
+
+
+def _variant_name(k: int) -> str:
+    name = DIHEDRAL_NAMES[int(k)]
+    return _INVERSE_NAME.get(name, name)
+
+
+# ------------------------------------------------------------------------------------------
+# Matching on arrays (also used by benchmarks/leakage_recall.py)
+# ------------------------------------------------------------------------------------------
+
+def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
+                 cfg: LeakageConfig, ref_code: int | None = 0,
+                 timings: dict[str, float] | None = None, keep_all: bool = False,
+                 smooth: np.ndarray | None = None) -> pd.DataFrame:
+    """Verified near-duplicate pairs among images given as arrays (positions 0..n-1).
+
+    `split_code` is an int per image; kNN candidates go from every image whose code differs from
+    `ref_code` to the images of `ref_code` (None: no kNN stage). Returns a DataFrame with columns
+    a, b (b seen through dihedral `variant` lines up with a), distance (Hamming bits of the best orientation, or NaN), similarity, variant,
+    zoom, shift_y, shift_x, angle, source ("hash" / "knn"). `keep_all` (for benchmarks) keeps
+    unconfirmed candidates too, after the full alignment search."""
+    timings = timings if timings is not None else {}
+    n = len(thumbs)
+    cols = ["a", "b", "distance", "similarity", "variant", "zoom", "shift_y", "shift_x", "angle", "source"]
+    if n < 2:
+        return pd.DataFrame({c: [] for c in cols})
+    t0 = time.perf_counter()
+    qi, rj, d, var = dihedral_join(phash, phash[:, 0], cfg.near_threshold)
+    keep = qi < rj
+    qi, rj, d, var = qi[keep], rj[keep], d[keep], var[keep]
+    # orientation convention: query = qi seen through variant var lines up with rj
+    ha, hb, hvar, hd = rj, qi, var, d.astype(np.float32)
+    timings["hash_search"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ka = kb = np.zeros(0, np.int64)
+    if ref_code is not None and cfg.knn > 0:
+        refs = np.nonzero(split_code == ref_code)[0]
+        queries = np.nonzero(split_code != ref_code)[0]
+        shifts = KNN_SHIFTS if cfg.knn_shifts else ((0, 0),)
+        if len(refs) and len(queries) and len(refs) * len(queries) * len(shifts) <= cfg.knn_max_pairs:
+            qd = np.stack([desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx)
+                           for dy, dx in shifts])
+            q, r, _ = knn_join(qd, desc[refs], cfg.knn, min_sim=cfg.knn_min_similarity)
+            ka, kb = refs[r], queries[q]
+    timings["knn_search"] = time.perf_counter() - t0
+
+    # union of candidates; a kNN candidate already found by the hash keeps the hash's orientation
+    a = np.concatenate([ha, ka])
+    b = np.concatenate([hb, kb])
+    v = np.concatenate([hvar, np.zeros(len(ka), np.int64)])
+    dist = np.concatenate([hd, np.full(len(ka), np.nan, np.float32)])
+    src = np.concatenate([np.zeros(len(ha), np.int8), np.ones(len(ka), np.int8)])
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((src, hi, lo))
+    lo, hi, a, b, v, dist, src = (x[order] for x in (lo, hi, a, b, v, dist, src))
+    first = np.ones(len(lo), bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    a, b, v, dist, src = a[first], b[first], v[first], dist[first], src[first]
+
+    t0 = time.perf_counter()
+    ver = verify_pairs(thumbs, a, b, v, threshold=1.01 if keep_all else cfg.verify_threshold,
+                       search_threshold=cfg.search_threshold)
+    timings["verify"] = time.perf_counter() - t0
+    timings["candidates"] = float(len(a))
+    need = np.where(ver.stage >= 2, max(cfg.search_threshold, cfg.verify_threshold), cfg.verify_threshold)
+    need = need + smooth_boost(smooth, a, b, dist, cfg)
+    ok = ver.similarity >= need if not keep_all else np.ones(len(a), bool)
+    out = pd.DataFrame({
+        "a": a[ok], "b": b[ok],
+        "distance": dist[ok], "similarity": ver.similarity[ok].astype(float),
+        "variant": v[ok], "zoom": ver.zoom[ok], "shift_y": ver.shift[ok, 0], "shift_x": ver.shift[ok, 1],
+        "angle": ver.angle[ok], "source": np.where(src[ok] == 0, "hash", "knn"), "stage": ver.stage[ok],
+    })
+    return out
+
+
+def smooth_boost(smooth: np.ndarray | None, a: np.ndarray, b: np.ndarray, dist: np.ndarray,
+                 cfg: LeakageConfig) -> np.ndarray:
+    """Extra similarity required of pairs of smooth (upscaled, low-information) images: 0 below a
+    detail autocorrelation of 0.86, rising to cfg.smooth_boost at 0.90 and above, and a third
+    more when the pHashes do not agree closely as well (distance unknown or > near_threshold/2)."""
+    if smooth is None or not len(a):
+        return np.zeros(len(a), np.float32)
+    s = np.maximum(smooth[a], smooth[b])
+    weak_hash = ~(np.nan_to_num(dist, nan=99.0) <= cfg.near_threshold / 2)
+    boost = cfg.smooth_boost * (1.0 + weak_hash / 3.0)
+    return (np.clip((s - 0.86) / 0.04, 0.0, 1.0) * boost).astype(np.float32)
+
+
+def describe_transform(row: Any, thumbs: np.ndarray, sizes: np.ndarray | None, swapped: bool = False) -> str:
+    """Name what turns image a into image b (or b into a when `swapped`), as far as recognised."""
+    parts = []
+    if row.variant:
+        name = _variant_name(row.variant)
+        parts.append(_INVERSE_NAME.get(name, name) if swapped else name)
+    if abs(row.angle) > 0:
+        parts.append(f"rotate {row.angle:+.0f}deg")
+    if abs(row.zoom - 1.0) > 0.01:
+        parts.append("crop/zoom")
+    if row.shift_y or row.shift_x:
+        parts.append("shift")
+    ta, tb = thumbs[row.a].astype(np.float32), thumbs[row.b].astype(np.float32)
+    if abs(ta.mean() - tb.mean()) > 8 or not 0.85 < (tb.std() + 1) / (ta.std() + 1) < 1.18:
+        parts.append("brightness/contrast")
+    if sizes is not None and not parts and tuple(sizes[row.a]) != tuple(sizes[row.b]):
+        parts.append("resize")
+    return "+".join(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# Shared analysis over the index
+# ------------------------------------------------------------------------------------------
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        root = x
+        while p[root] != root:
+            root = p[root]
+        while p[x] != root:
+            p[x], x = root, p[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def groups(self, members: Iterable[int]) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for m in members:
+            out[self.find(int(m))].append(int(m))
+        return out
+
+
+def _exact_pairs(keys: pd.Series, positions: np.ndarray, split_rank: np.ndarray) -> list[tuple[int, int]]:
+    """Star pairs inside each group of equal keys: every member with the group's representative
+    (the first member of the earliest split, so train copies are the reference)."""
+    pairs = []
+    df = pd.DataFrame({"k": keys.to_numpy(), "pos": positions, "rank": split_rank})
+    df = df[df["k"].astype(str) != ""]
+    dup = df[df.duplicated("k", keep=False)].sort_values(["k", "rank", "pos"])
+    for _, grp in dup.groupby("k", sort=False):
+        pos = grp["pos"].to_numpy()
+        rep = int(pos[0])
+        pairs += [(rep, int(p)) for p in pos[1:]]
+    return pairs
+
+
+def analyse(ctx: CheckContext) -> dict[str, Any]:
+    cached = ctx.artifacts.get("leakage._analysis")
+    if cached is not None:
+        return cached
+    cfg = ctx.config.leakage
+    table = ctx.index.table.reset_index(drop=True)
+    feats = ctx.index.features
+    timings: dict[str, float] = {}
+    n = len(table)
+    splits = table["split"].astype(str).to_numpy() if n else np.zeros(0, str)
+    labels = table["label"].astype(str).to_numpy() if n else np.zeros(0, str)
+    split_names = list(dict.fromkeys(list(ctx.index.layout.splits) + sorted(set(splits))))
+    order = {s: i for i, s in enumerate(split_names)}
+    if "train" in order:  # train is always the reference side
+        order = {s: (-1 if s == "train" else i) for s, i in order.items()}
+    split_rank = np.array([order.get(s, 99) for s in splits], dtype=np.int64)
+    has = table["has_features"].to_numpy(bool) if n else np.zeros(0, bool)
+    img_pos = np.nonzero(has)[0]
+
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    exact_bytes: set[tuple[int, int]] = set()
+    if cfg.exact and n:
+        is_file = (table["bytes"].to_numpy() > 0) & table["kind"].isin(["image", "broken-image"]).to_numpy()
+        pos = np.nonzero(is_file)[0]
+        sha = table["sha256"].astype(str) if "sha256" in table else pd.Series([""] * n)
+        for a, b in _exact_pairs(sha.iloc[pos], pos, split_rank[pos]):
+            exact_bytes.add((min(a, b), max(a, b)))
+            rows.append(dict(a=a, b=b, kind="bytes", distance=0.0, similarity=1.0, transform=""))
+        if "pixel_hash" in feats and len(img_pos):
+            ph = feats["pixel_hash"].reshape(n, -1)[:, 0]
+            keys = pd.Series([format(int(x), "016x") for x in ph[img_pos]])
+            for a, b in _exact_pairs(keys, img_pos, split_rank[img_pos]):
+                if (min(a, b), max(a, b)) in exact_bytes or table.at[a, "sha256"] == table.at[b, "sha256"]:
+                    continue
+                rows.append(dict(a=a, b=b, kind="pixels", distance=0.0, similarity=1.0, transform=""))
+    timings["exact"] = time.perf_counter() - t0
+
+    near_stats: dict[str, float] = {}
+    if cfg.near and len(img_pos) >= 2 and "thumb" in feats and "phash" in feats:
+        thumbs = feats["thumb"][img_pos]
+        phash = feats["phash"][img_pos]
+        desc = feats["desc"][img_pos] if "desc" in feats else np.zeros((len(img_pos), 64), np.float32)
+        ref = order.get("train", None) if len(set(splits[img_pos])) > 1 else None
+        if ref is None and len(set(splits[img_pos])) > 1:
+            ref = min(order[s] for s in set(splits[img_pos]))
+        codes = split_rank[img_pos]
+        smooth = feats["smooth"][img_pos] if "smooth" in feats else None
+        near = near_matches(thumbs, phash, desc, codes, cfg, ref_code=ref, timings=near_stats, smooth=smooth)
+        sizes = table[["width", "height"]].to_numpy()[img_pos] if len(img_pos) else None
+        pixel_keys = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
+        for r in near.itertuples(index=False):
+            a, b = int(img_pos[r.a]), int(img_pos[r.b])
+            if (min(a, b), max(a, b)) in pixel_keys:
+                continue
+            # the reference (earlier split, else the lower position) first
+            swapped = bool(split_rank[b] < split_rank[a] or (split_rank[b] == split_rank[a] and b < a))
+            if swapped:
+                a, b = b, a
+            rows.append(dict(a=a, b=b, kind="near",
+                             distance=None if np.isnan(r.distance) else float(r.distance),
+                             similarity=round(float(r.similarity), 4),
+                             transform=describe_transform(r, thumbs, sizes, swapped)))
+    timings.update({k: round(v, 4) for k, v in near_stats.items()})
+
+    pairs = pd.DataFrame(rows, columns=["a", "b", "kind", "distance", "similarity", "transform"])
+    if len(pairs):
+        pairs["a"] = pairs["a"].astype(np.int64)
+        pairs["b"] = pairs["b"].astype(np.int64)
+        pairs["cross_split"] = splits[pairs["a"]] != splits[pairs["b"]]
+        pairs["same_label"] = labels[pairs["a"]] == labels[pairs["b"]]
+    else:
+        pairs = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+            PAIR_COLUMNS, ("int64", "int64", "object", "float64", "float64", "object", "bool", "bool"))})
+    pairs = pairs[list(PAIR_COLUMNS)]
+
+    uf = _UnionFind(n)
+    for a, b in zip(pairs["a"].to_numpy(), pairs["b"].to_numpy()):
+        uf.union(int(a), int(b))
+    members = np.unique(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()])) if len(pairs) else []
+    components = [sorted(g) for g in uf.groups(members).values() if len(g) > 1]
+    components.sort(key=lambda g: g[0])
+
+    # effective counts: duplicates inside one (split, label) count once
+    uf_in = _UnionFind(n)
+    same = pairs[~pairs["cross_split"] & pairs["same_label"]]
+    for a, b in zip(same["a"].to_numpy(), same["b"].to_numpy()):
+        uf_in.union(int(a), int(b))
+    effective: dict[tuple[str, str], dict[str, int]] = {}
+    counted = table["kind"].isin(["image"]).to_numpy() | has if n else np.zeros(0, bool)
+    for (s, lab), grp in table[counted].groupby(["split", "label"], sort=True):
+        pos = grp.index.to_numpy()
+        roots = {uf_in.find(int(p)) for p in pos}
+        effective[(str(s), str(lab))] = {"raw": int(len(pos)), "effective": int(len(roots))}
+
+    result = {"pairs": pairs, "components": components, "effective": effective,
+              "splits": splits, "labels": labels, "timings": timings}
+    ctx.artifacts["leakage._analysis"] = result
+    ctx.artifacts["leakage.pairs"] = pairs
+    ctx.artifacts["leakage.effective_counts"] = effective
+    ctx.sections["leakage"] = _summary(pairs, splits, cfg, timings, effective, len(components))
+    return result
+
+
+def _summary(pairs: pd.DataFrame, splits: np.ndarray, cfg: LeakageConfig, timings: dict[str, float],
+             effective: dict, n_groups: int) -> dict[str, Any]:
+    per_split: dict[str, int] = defaultdict(int)
+    per_kind: dict[str, int] = defaultdict(int)
+    for r in pairs.itertuples(index=False):
+        sa, sb = sorted((str(splits[r.a]), str(splits[r.b])))
+        per_split[f"{sa or '(pool)'}~{sb or '(pool)'}"] += 1
+        per_kind[r.kind] += 1
+    return {
+        "pairs": int(len(pairs)),
+        "cross_split_pairs": int(pairs["cross_split"].sum()) if len(pairs) else 0,
+        "groups": n_groups,
+        "pairs_per_split_pair": dict(per_split),
+        "pairs_per_kind": dict(per_kind),
+        "thresholds": {"near_threshold_bits": cfg.near_threshold, "verify_threshold": cfg.verify_threshold,
+                       "search_threshold": cfg.search_threshold, "knn_shifts": cfg.knn_shifts,
+                       "knn": cfg.knn, "knn_max_pairs": cfg.knn_max_pairs,
+                       "cluster_warn_ratio": cfg.cluster_warn_ratio},
+        "effective_counts": [{"split": s, "label": l, **v} for (s, l), v in effective.items()],
+        "timings": {k: round(float(v), 4) for k, v in timings.items()},
+    }
+
+
+def _pair_evidence(pairs: pd.DataFrame, table: pd.DataFrame, limit: int = MAX_EVIDENCE_PAIRS) -> list[dict]:
+    out = []
+    for r in pairs.head(limit).itertuples(index=False):
+        out.append({
+            "a": str(table.at[r.a, "path"]), "b": str(table.at[r.b, "path"]),
+            "split_a": str(table.at[r.a, "split"]), "split_b": str(table.at[r.b, "split"]),
+            "label_a": str(table.at[r.a, "label"]), "label_b": str(table.at[r.b, "label"]),
+            "kind": r.kind,
+            "distance": None if r.distance is None or pd.isna(r.distance) else float(r.distance),
+            "similarity": None if r.similarity is None or pd.isna(r.similarity) else float(r.similarity),
+            "transform": r.transform or "",
+        })
+    return out
+
+
+def _group_pairs(pairs: pd.DataFrame, group: list[int]) -> pd.DataFrame:
+    members = set(group)
+    m = pairs["a"].isin(members) & pairs["b"].isin(members)
+    return pairs[m]
+
+
+def _split_counts(group: list[int], splits: np.ndarray) -> dict[str, int]:
+    c: dict[str, int] = defaultdict(int)
+    for g in group:
+        c[str(splits[g]) or "(pool)"] += 1
+    return dict(c)
+
+
+def _paths(table: pd.DataFrame, group: list[int]) -> list[str]:
+    return [str(table.at[g, "path"]) for g in group]
+
+
+# ------------------------------------------------------------------------------------------
+# Checks
+# ------------------------------------------------------------------------------------------
+
+class ExactDuplicateLeak(Check):
+    """The same file (or the same decoded pixels) is in more than one split.
+
+    Why: a validation or test image that is also in training is not an unseen example; the
+    score measured on it is inflated, and the release gate trusts that score.
+
+    Fix: remove the copies from the evaluation split (or from training), then re-measure.
+    """
+
+    id = "DSA201"
+    name = "leak.exact-duplicate"
+    severity = Severity.ERROR
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        res = analyse(ctx)
+        table = ctx.index.table.reset_index(drop=True)
+        pairs, splits = res["pairs"], res["splits"]
+        exact = pairs[pairs["kind"].isin(["bytes", "pixels"])]
+        if not len(exact):
+            return
+        uf = _UnionFind(len(table))
+        for a, b in zip(exact["a"], exact["b"]):
+            uf.union(int(a), int(b))
+        members = np.unique(np.concatenate([exact["a"].to_numpy(), exact["b"].to_numpy()]))
+        for group in sorted((sorted(g) for g in uf.groups(members).values()), key=lambda g: g[0]):
+            if len({splits[g] for g in group}) < 2:
+                continue
+            gp = _group_pairs(exact, group).sort_values("cross_split", ascending=False, kind="stable")
+            counts = _split_counts(group, splits)
+            kinds = sorted(set(gp["kind"]))
+            what = "identical files" if kinds == ["bytes"] else "identical pixels"
+            yield self.finding(
+                f"{len(group)} {what} across splits ({', '.join(f'{s}: {c}' for s, c in counts.items())})",
+                f"{_paths(table, group)[0]} and {len(group) - 1} more file(s) hold the same image in "
+                f"{len(counts)} splits ({what}).",
+                paths=_paths(table, group),
+                evidence={"pairs": _pair_evidence(gp, table), "n_pairs": int(len(gp)),
+                          "splits": counts, "kinds": kinds},
+            )
+
+
+class NearDuplicateLeak(Check):
+    """A near-duplicate (re-encoded, resized, flipped, rotated, brightened, cropped or shifted copy)
+    of an image is in another split.
+
+    Why: augmented or re-saved copies of training images in validation or test inflate the
+    measured score just like exact copies do; hashes of the files cannot see them.
+
+    Fix: keep every group of near-duplicates inside one split (assign splits by group), or drop
+    the copies from the evaluation split; check the reported pairs and their similarity first.
+
+    Thresholds: leakage.near_threshold (pHash bits for candidates), leakage.verify_threshold
+    (aligned similarity that confirms a pair), leakage.knn (neighbours checked per val/test image).
+    """
+
+    id = "DSA202"
+    name = "leak.near-duplicate"
+    severity = Severity.ERROR
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        res = analyse(ctx)
+        table = ctx.index.table.reset_index(drop=True)
+        pairs, splits = res["pairs"], res["splits"]
+        for group in res["components"]:
+            gp = _group_pairs(pairs, group)
+            cross_near = gp[(gp["kind"] == "near") & gp["cross_split"]]
+            if not len(cross_near):
+                continue
+            gp = pd.concat([cross_near, gp.drop(cross_near.index)])
+            counts = _split_counts(group, splits)
+            best = cross_near["similarity"].max()
+            tr = sorted({t for t in cross_near["transform"] if t})
+            yield self.finding(
+                f"near-duplicate group of {len(group)} images across splits "
+                f"({', '.join(f'{s}: {c}' for s, c in counts.items())})",
+                f"{len(cross_near)} cross-split near-duplicate pair(s), best aligned similarity "
+                f"{best:.3f}" + (f"; transforms seen: {', '.join(tr)}" if tr else "") + ".",
+                paths=_paths(table, group),
+                evidence={"pairs": _pair_evidence(gp, table), "n_pairs": int(len(gp)),
+                          "splits": counts, "max_similarity": float(best)},
+            )
+
+
+class ConflictingLabels(Check):
+    """The same or nearly the same image appears under two different classes.
+
+    Why: one of the labels is wrong (or the classes overlap); training on both teaches noise and
+    evaluating on either is unreliable.
+
+    Fix: decide the correct class for the image, then keep one copy under it.
+    """
+
+    id = "DSA203"
+    name = "leak.conflicting-labels"
+    severity = Severity.ERROR
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        res = analyse(ctx)
+        table = ctx.index.table.reset_index(drop=True)
+        pairs, labels, splits = res["pairs"], res["labels"], res["splits"]
+        for group in res["components"]:
+            gp = _group_pairs(pairs, group)
+            diff = gp[~gp["same_label"]]
+            if not len(diff):
+                continue
+            labs = sorted({str(labels[g]) for g in group})
+            yield self.finding(
+                f"{len(group)} copies of one image under {len(labs)} classes ({', '.join(labs)})",
+                f"{len(diff)} duplicate pair(s) carry different labels: {', '.join(labs)}.",
+                paths=_paths(table, group),
+                evidence={"pairs": _pair_evidence(pd.concat([diff, gp.drop(diff.index)]), table),
+                          "n_pairs": int(len(gp)), "labels": labs, "splits": _split_counts(group, splits)},
+            )
+
+
+class DuplicatesWithinSplit(Check):
+    """Duplicate clusters inside one split (augmented or re-saved copies in the same folder).
+
+    Why: copies inflate the apparent size of a class; the model sees the same example several
+    times and the effective number of distinct images is lower than the file count.
+
+    Fix: remove the copies (or weight them), and size the class by its effective count.
+
+    Thresholds: leakage.cluster_warn_ratio (warn when effective/raw count of a class falls below it).
+    """
+
+    id = "DSA204"
+    name = "dup.within-split"
+    severity = Severity.WARNING
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        res = analyse(ctx)
+        table = ctx.index.table.reset_index(drop=True)
+        pairs, splits, eff = res["pairs"], res["splits"], res["effective"]
+        ratio = ctx.config.leakage.cluster_warn_ratio
+        within = pairs[~pairs["cross_split"]]
+        if not len(within):
+            return
+        for split in sorted(set(splits[within["a"]])):
+            sp = within[splits[within["a"]] == split]
+            uf = _UnionFind(len(table))
+            for a, b in zip(sp["a"], sp["b"]):
+                uf.union(int(a), int(b))
+            members = np.unique(np.concatenate([sp["a"].to_numpy(), sp["b"].to_numpy()]))
+            clusters = sorted((sorted(g) for g in uf.groups(members).values()), key=lambda g: g[0])
+            classes = {lab: v for (s, lab), v in eff.items() if s == split}
+            low = {lab: v for lab, v in classes.items() if v["raw"] and v["effective"] / v["raw"] < ratio}
+            files = sorted({g for c in clusters for g in c})
+            where = split or "the pool"
+            sev = Severity.WARNING if low else Severity.INFO
+            worst = min(classes.items(), key=lambda kv: kv[1]["effective"] / max(kv[1]["raw"], 1)) if classes else None
+            msg = (f"{len(clusters)} duplicate cluster(s) with {len(files)} files in {where}; "
+                   + (f"class {worst[0]!r} has {worst[1]['effective']} distinct of {worst[1]['raw']} images"
+                      if worst else ""))
+            if low:
+                msg += f"; below the {ratio:.0%} effective/raw threshold: {', '.join(sorted(low))}"
+            yield self.finding(
+                f"duplicate clusters inside {where}: {len(files)} files in {len(clusters)} cluster(s)",
+                msg + ".",
+                paths=_paths(table, files),
+                evidence={"pairs": _pair_evidence(sp, table), "n_pairs": int(len(sp)),
+                          "clusters": [_paths(table, c) for c in clusters[:100]],
+                          "effective_counts": {lab: v for lab, v in sorted(classes.items())},
+                          "low_classes": sorted(low)},
+                subject=f"split:{split}",
+                severity=sev,
+            )
+
+
+class GroupLeak(Check):
+    """One group (patient, source, recording) has files on both sides of a split.
+
+    Why: images of one patient or one source share identity, scanner, background or lighting; a
+    model can recognise the group instead of the class, and the evaluation rewards it.
+
+    Fix: split by group (every file of a group in one split), e.g. with GroupShuffleSplit.
+
+    Thresholds: groups come from a manifest "group" column or leakage.group_regex
+    (--group-regex) applied to the relative path.
+    """
+
+    id = "DSA205"
+    name = "leak.group"
+    severity = Severity.ERROR
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        table = ctx.index.table.reset_index(drop=True)
+        if "group" not in table or not len(table):
+            return
+        analyse(ctx)  # publish the shared artifacts even when only this check runs
+        g = table[table["group"].astype(str) != ""]
+        for name, grp in g.groupby("group", sort=True):
+            splits = sorted(set(grp["split"].astype(str)))
+            if len(splits) < 2:
+                continue
+            counts = grp["split"].astype(str).value_counts().to_dict()
+            yield self.finding(
+                f"group {name!r} is in {len(splits)} splits ({', '.join(f'{s}: {counts[s]}' for s in splits)})",
+                f"{len(grp)} files of group {name!r} are spread over {', '.join(splits)}.",
+                paths=[str(p) for p in grp["path"]],
+                evidence={"group": str(name), "splits": {s: int(counts[s]) for s in splits}},
+                subject=f"group:{name}",
+            )
+
+
+CHECKS = [ExactDuplicateLeak, NearDuplicateLeak, ConflictingLabels, DuplicatesWithinSplit, GroupLeak]

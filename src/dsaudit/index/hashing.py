@@ -26,6 +26,8 @@ What finalize adds (vectorised over all images, never one Python call per image)
   variants come from sign patterns and a transpose of one 8x8 DCT block, not from 8 DCTs.
 * ``desc``: (N, 64) float32, a unit-norm, zero-mean 8x8 band of the thumbnail (coarse enough that a
   10% shift or crop barely moves it) for the nearest-neighbour candidate search.
+* ``smooth``: (N,) float32, lag-1 autocorrelation of the detail image; high for images upscaled
+  from a tiny original, whose matches must clear a higher similarity (``leakage.smooth_boost``).
 """
 
 from __future__ import annotations
@@ -38,17 +40,18 @@ from PIL import Image
 FEATURES_VERSION = "1"
 THUMB = 32
 
-# The 8 dihedral transforms of a square image, as (transpose, flip rows, flip columns) applied in
-# that order to the *query* image so that it lines up with the reference. Names are what was done
-# to the reference to obtain the query (reported as the transform of a match).
+# The 8 dihedral transforms of a square image, as (name, transpose, flip rows, flip columns), applied
+# in that order by apply_dihedral; names follow np.rot90 (counter-clockwise). The search applies
+# variant k to the query to line it up with the reference, so the transform reported for a match
+# (what was done to the reference) is the inverse of variant k.
 DIHEDRAL = (
     ("", False, False, False),
     ("hflip", False, False, True),
     ("vflip", False, True, False),
     ("rot180", False, True, True),
     ("transpose", True, False, False),
-    ("rot90", True, False, True),      # query = rot90(ref) counter-clockwise
-    ("rot270", True, True, False),
+    ("rot270", True, False, True),     # = np.rot90(x, 3): 90 degrees clockwise
+    ("rot90", True, True, False),      # = np.rot90(x): 90 degrees counter-clockwise
     ("transverse", True, True, True),
 )
 DIHEDRAL_NAMES = tuple(d[0] for d in DIHEDRAL)
@@ -175,13 +178,37 @@ def descriptors(thumbs: np.ndarray) -> np.ndarray:
     return small / np.maximum(norm, 1e-6)
 
 
+def shifted_descriptors(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Descriptors of the thumbnails translated by (dy, dx) pixels (edges replicated)."""
+    if not dy and not dx:
+        return descriptors(thumbs)
+    p = max(abs(dy), abs(dx))
+    padded = np.pad(thumbs, ((0, 0), (p, p), (p, p)), mode="edge")
+    moved = padded[:, p - dy:p - dy + THUMB, p - dx:p - dx + THUMB]
+    return descriptors(np.ascontiguousarray(moved))
+
+
+def smoothness(thumbs: np.ndarray) -> np.ndarray:
+    """(N,) lag-1 autocorrelation of the band-pass detail image: near 0.9 or above for images
+    upscaled from a tiny original (few independent pixels, so chance matches are likelier)."""
+    from dsaudit.index.verify import detail
+
+    d = detail(thumbs)
+    d -= d.mean(axis=(1, 2), keepdims=True)
+    num = (d[:, 1:, :] * d[:, :-1, :]).sum(axis=(1, 2)) + (d[:, :, 1:] * d[:, :, :-1]).sum(axis=(1, 2))
+    return (num / (2 * (d * d).sum(axis=(1, 2)) + 1e-6)).astype(np.float32)
+
+
 def finalize(features: dict[str, np.ndarray], chunk: int = 65536) -> dict[str, np.ndarray]:
     thumbs = features.get("thumb")
     if thumbs is None or len(thumbs) == 0:
-        return {"phash": np.zeros((0, len(DIHEDRAL)), np.uint64), "desc": np.zeros((0, 64), np.float32)}
+        return {"phash": np.zeros((0, len(DIHEDRAL)), np.uint64), "desc": np.zeros((0, 64), np.float32),
+                "smooth": np.zeros(0, np.float32)}
     ph = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
     desc = np.empty((len(thumbs), 64), dtype=np.float32)
+    smooth = np.empty(len(thumbs), dtype=np.float32)
     for s in range(0, len(thumbs), chunk):
         ph[s:s + chunk] = dihedral_phashes(thumbs[s:s + chunk])
         desc[s:s + chunk] = descriptors(thumbs[s:s + chunk])
-    return {"phash": ph, "desc": desc}
+        smooth[s:s + chunk] = smoothness(thumbs[s:s + chunk])
+    return {"phash": ph, "desc": desc, "smooth": smooth}

@@ -23,22 +23,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as _fft
 
 from dsaudit.index.hashing import THUMB, apply_dihedral
 
 MAX_SHIFT = 5           # pixels of the 32-pixel thumbnail (about 15%)
 MIN_OVERLAP = 0.55      # share of the thumbnail area that must overlap
 ZOOMS = (1.0, 1.06, 1.12, 1.19, 1.26)
-ANGLES = (0.0,)         # small rotations to try (degrees); extended by the caller if wanted
-_PAD = 64
+ANGLES = (-8.0, -4.0, 4.0, 8.0)   # small rotations tried (degrees)
+_PAD = 40             # >= THUMB + MAX_SHIFT: circular correlation = linear for small shifts
 
 
 @dataclass
 class Verified:
     similarity: np.ndarray   # (P,) best overlap NCC of the detail images
     shift: np.ndarray        # (P, 2) dy, dx in thumbnail pixels at the best alignment
-    zoom: np.ndarray         # (P,) >1: the query shows a zoomed-in crop of the reference; <1: the other way
+    zoom: np.ndarray         # (P,) >1: the query shows a zoomed-in crop of the reference; <1: the other way round
     angle: np.ndarray        # (P,) degrees
+    stage: np.ndarray        # (P,) 0: zero shift, 1: integer shift, 2: zoom/rotation/sub-pixel search
 
 
 def _gauss_kernel(sigma: float) -> np.ndarray:
@@ -48,14 +50,31 @@ def _gauss_kernel(sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
+_BLUR_MATS: dict[tuple[int, float], np.ndarray] = {}
+
+
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of a 1-D Gaussian blur with reflected borders (numpy 'reflect')."""
+    key = (n, sigma)
+    if key not in _BLUR_MATS:
+        k = _gauss_kernel(sigma)
+        r = len(k) // 2
+        m = np.zeros((n, n), np.float64)
+        for i in range(n):
+            for t in range(-r, r + 1):
+                j = i + t
+                while j < 0 or j >= n:  # reflect (edge not repeated), as np.pad(mode="reflect")
+                    j = -j if j < 0 else 2 * (n - 1) - j
+                m[i, j] += k[t + r]
+        _BLUR_MATS[key] = m.astype(np.float32)
+    return _BLUR_MATS[key]
+
+
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of (P, H, W) with reflected borders."""
-    k = _gauss_kernel(sigma)
-    r = len(k) // 2
-    p = np.pad(x, ((0, 0), (r, r), (0, 0)), mode="reflect")
-    y = sum(k[i] * p[:, i:i + x.shape[1], :] for i in range(len(k)))
-    p = np.pad(y, ((0, 0), (0, 0), (r, r)), mode="reflect")
-    return sum(k[i] * p[:, :, i:i + x.shape[2]] for i in range(len(k)))
+    """Separable Gaussian blur of (P, H, W) with reflected borders, as two matrix products."""
+    my = _blur_matrix(x.shape[1], sigma)
+    mx = _blur_matrix(x.shape[2], sigma)
+    return np.matmul(np.matmul(my, x.astype(np.float32, copy=False)), mx.T)
 
 
 def detail(thumbs: np.ndarray) -> np.ndarray:
@@ -75,84 +94,124 @@ def _zoom_grid(z: float, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     return yy + c, xx + c
 
 
+_WARP_CACHE: dict[tuple[float, float], tuple[np.ndarray, ...]] = {}
+
+
+def _warp_weights(z: float, angle: float) -> tuple[np.ndarray, ...]:
+    key = (float(z), float(angle))
+    if key not in _WARP_CACHE:
+        yy, xx = _zoom_grid(z, angle)
+        yy = np.clip(yy, 0, THUMB - 1)
+        xx = np.clip(xx, 0, THUMB - 1)
+        y0 = np.minimum(np.floor(yy).astype(np.int64), THUMB - 2)
+        x0 = np.minimum(np.floor(xx).astype(np.int64), THUMB - 2)
+        wy = (yy - y0).astype(np.float32).ravel()
+        wx = (xx - x0).astype(np.float32).ravel()
+        base = (y0 * THUMB + x0).ravel()
+        _WARP_CACHE[key] = (base, wy, wx)
+    return _WARP_CACHE[key]
+
+
 def warp(imgs: np.ndarray, z: float, angle: float = 0.0) -> np.ndarray:
     """Bilinear zoom/rotation of a batch (P, 32, 32) with the same transform (edge values clamp)."""
     if z == 1.0 and not angle:
         return imgs
-    yy, xx = _zoom_grid(z, angle)
-    yy = np.clip(yy, 0, THUMB - 1)
-    xx = np.clip(xx, 0, THUMB - 1)
-    y0 = np.minimum(np.floor(yy).astype(int), THUMB - 2)
-    x0 = np.minimum(np.floor(xx).astype(int), THUMB - 2)
-    wy = (yy - y0).astype(np.float32)
-    wx = (xx - x0).astype(np.float32)
-    a = imgs[:, y0, x0]
-    b = imgs[:, y0, x0 + 1]
-    c = imgs[:, y0 + 1, x0]
-    d = imgs[:, y0 + 1, x0 + 1]
-    return (a * (1 - wy) * (1 - wx) + b * (1 - wy) * wx + c * wy * (1 - wx) + d * wy * wx).astype(np.float32)
+    base, wy, wx = _warp_weights(z, angle)
+    flat = np.ascontiguousarray(imgs, dtype=np.float32).reshape(len(imgs), -1)
+    a = flat[:, base]
+    b = flat[:, base + 1]
+    c = flat[:, base + THUMB]
+    d = flat[:, base + THUMB + 1]
+    top = a + (b - a) * wx
+    bot = c + (d - c) * wx
+    return (top + (bot - top) * wy).reshape(imgs.shape)
 
 
-_SHIFTS = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
+class _Geometry:
+    """FFT sizes for correlating size x size images over shifts up to max_shift."""
+
+    def __init__(self, size: int, max_shift: int, pad: int):
+        self.size, self.pad = size, pad
+        self.shifts = np.arange(-max_shift, max_shift + 1)
+        ones = np.zeros((pad, pad), np.float32)
+        ones[:size, :size] = 1.0
+        self.f_ones = _fft.rfft2(ones)[None]
+        self.count = self.corr(self.f_ones, self.f_ones)[0]
+
+    def corr(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+        """c[dy, dx] = sum_y,x a[y, x] * b[y - dy, x - dx] for the small shifts."""
+        full = _fft.irfft2(fa * np.conj(fb), s=(self.pad, self.pad))
+        idx = self.shifts % self.pad
+        return full[:, idx][:, :, idx]
 
 
-def _corr(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
-    """Correlation c[dy, dx] = sum_y,x a[y, x] * b[y - dy, x - dx] for |dy|,|dx| <= MAX_SHIFT."""
-    full = np.fft.irfft2(fa * np.conj(fb), s=(_PAD, _PAD))
-    idx = _SHIFTS % _PAD
-    return full[:, idx][:, :, idx]
+_FULL = _Geometry(THUMB, MAX_SHIFT, _PAD)
+_HALF = _Geometry(THUMB // 2, 3, 20)
+_SHIFTS = _FULL.shifts
 
 
-_ONES = np.zeros((_PAD, _PAD), np.float32)
-_ONES[:THUMB, :THUMB] = 1.0
-_F_ONES = np.fft.rfft2(_ONES)
-_COUNT = None
-
-
-def _count() -> np.ndarray:
-    global _COUNT
-    if _COUNT is None:
-        _COUNT = _corr(_F_ONES[None], _F_ONES[None])[0]
-    return _COUNT
-
-
-def overlap_ncc(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best overlap-normalised cross-correlation of (P,32,32) pairs over all small shifts.
+def overlap_ncc(a: np.ndarray, b: np.ndarray, geo: _Geometry = _FULL) -> tuple[np.ndarray, np.ndarray]:
+    """Best overlap-normalised cross-correlation of (P,S,S) pairs over all small shifts.
 
     Returns (best NCC (P,), best shift (P, 2) as dy, dx: b moved by (dy, dx) matches a)."""
     p = len(a)
-    pa = np.zeros((p, _PAD, _PAD), np.float32)
-    pb = np.zeros((p, _PAD, _PAD), np.float32)
-    pa[:, :THUMB, :THUMB] = a
-    pb[:, :THUMB, :THUMB] = b
-    fa, fb = np.fft.rfft2(pa), np.fft.rfft2(pb)
-    fa2, fb2 = np.fft.rfft2(pa * pa), np.fft.rfft2(pb * pb)
-    n = _count()[None]
-    sab = _corr(fa, fb)
-    sa = _corr(fa, _F_ONES[None])
-    sa2 = _corr(fa2, _F_ONES[None])
-    sb = _corr(_F_ONES[None], fb)
-    sb2 = _corr(_F_ONES[None], fb2)
+    size, pad = geo.size, geo.pad
+    pa = np.zeros((p, pad, pad), np.float32)
+    pb = np.zeros((p, pad, pad), np.float32)
+    pa[:, :size, :size] = a
+    pb[:, :size, :size] = b
+    fa, fb = _fft.rfft2(pa), _fft.rfft2(pb)
+    fa2, fb2 = _fft.rfft2(pa * pa), _fft.rfft2(pb * pb)
+    n = geo.count[None]
+    ones = geo.f_ones
+    sab = geo.corr(fa, fb)
+    sa = geo.corr(fa, ones)
+    sa2 = geo.corr(fa2, ones)
+    sb = geo.corr(ones, fb)
+    sb2 = geo.corr(ones, fb2)
     cov = sab - sa * sb / n
     va = np.maximum(sa2 - sa * sa / n, 0)
     vb = np.maximum(sb2 - sb * sb / n, 0)
     # a flat overlap has no evidence either way: treat its correlation as 0
     denom = np.sqrt(va * vb)
     ncc = np.where(denom > 1e-3 * n * n, cov / np.maximum(denom, 1e-12), 0.0)
-    ncc = np.where(n >= MIN_OVERLAP * THUMB * THUMB, ncc, -1.0)
+    ncc = np.where(n >= MIN_OVERLAP * size * size, ncc, -1.0)
     flat = ncc.reshape(p, -1)
     best = flat.argmax(axis=1)
-    k = len(_SHIFTS)
-    shift = np.stack([_SHIFTS[best // k], _SHIFTS[best % k]], axis=1)
+    k = len(geo.shifts)
+    shift = np.stack([geo.shifts[best // k], geo.shifts[best % k]], axis=1)
     return flat[np.arange(p), best], shift
 
 
+def _full_combos(zooms, angles):
+    combos = []
+    for z in zooms:
+        if z != 1.0:
+            combos += [(z, 1.0, 0.0), (1.0, z, 0.0)]
+    for ang in angles:
+        if ang:
+            for z in (1.0, 1.12):
+                combos.append((z, 1.0, ang))
+    return combos
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x.reshape(len(x), -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
 def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.ndarray,
+                 threshold: float = 0.0, escalate: float = 0.5, search_threshold: float | None = None,
+                 prefilter: float | None = 0.3,
                  zooms: tuple[float, ...] = ZOOMS, angles: tuple[float, ...] = ANGLES,
-                 batch: int = 2048, details: np.ndarray | None = None) -> Verified:
+                 batch: int = 2048) -> Verified:
     """Verify pairs (a[i] reference, b[i] query seen through dihedral `variant[i]`).
 
-    `thumbs` is (N, 32, 32) uint8; `details` may pass precomputed ``detail(thumbs)``."""
+    A cascade keeps it cheap: (A) NCC at zero shift, accepted at once when >= threshold;
+    (B) best NCC over all small shifts; (C) for pairs still below the threshold but with
+    B >= `escalate`, the zoom/rotation search. With threshold 0 every pair gets A and B only
+    when B suffices; pass threshold=1.01 to force the full search. `thumbs` is (N, 32, 32)."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     variant = np.asarray(variant, dtype=np.int64)
@@ -161,33 +220,139 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     shift = np.zeros((p, 2), np.int64)
     zoom = np.ones(p, np.float32)
     angle = np.zeros(p, np.float32)
+    stage = np.zeros(p, np.int8)
+    zza = np.ones(p, np.float32)
+    zzb = np.ones(p, np.float32)
     if p == 0:
-        return Verified(sim, shift, zoom, angle)
+        return Verified(sim, shift, zoom, angle, stage)
+    combos = _full_combos(zooms, angles)
     for s in range(0, p, batch):
-        sl = slice(s, min(p, s + batch))
+        sl = np.arange(s, min(p, s + batch))
         ta = thumbs[a[sl]].astype(np.float32)
         tb = thumbs[b[sl]].astype(np.float32)
         vb = variant[sl]
         for k in np.unique(vb):
             m = vb == k
-            tb[m] = apply_dihedral(tb[m], int(k))
-        combos = [(1.0, 1.0, 0.0)]
-        for z in zooms:
-            if z != 1.0:
-                combos += [(z, 1.0, 0.0), (1.0, z, 0.0)]
-        for ang in angles:
-            if ang:
-                combos.append((1.0, 1.0, ang))
-        best = np.full(sl.stop - sl.start, -2.0, np.float32)
+            if k:
+                tb[m] = apply_dihedral(tb[m], int(k))
+        da, db = detail(ta), detail(tb)
+        # (A) zero shift
+        s0 = (_unit(da) * _unit(db)).sum(axis=1)
+        sim[sl] = s0
+        todo = s0 < threshold if threshold > 0 else np.ones(len(sl), bool)
+        if not todo.any():
+            continue
+        # (B0) cheap rejection at half resolution: unrelated pairs rarely pass it
+        if threshold > 0 and prefilter is not None:
+            h = np.nonzero(todo)[0]
+            half_a = da[h].reshape(len(h), THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
+            half_b = db[h].reshape(len(h), THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
+            coarse, _ = overlap_ncc(half_a, half_b, _HALF)
+            todo[h[coarse < prefilter]] = False
+            if not todo.any():
+                continue
+        # (B) all small shifts
+        ncc, sh = overlap_ncc(da[todo], db[todo])
+        idx = sl[todo]
+        better = ncc > sim[idx]
+        sim[idx[better]] = ncc[better]
+        shift[idx[better]] = sh[better]
+        stage[idx[better]] = 1
+        # (C) zoom / rotation search
+        need = (sim[idx] < threshold) & (sim[idx] >= escalate) if threshold > 0 else np.ones(len(idx), bool)
+        if not need.any() or not combos:
+            continue
+        sel = np.nonzero(todo)[0][need]
+        ia = sl[sel]
         for za, zb, ang in combos:
-            da = detail(warp(ta, za, ang))
-            db = detail(warp(tb, zb))
-            ncc, sh = overlap_ncc(da, db)
+            wa = detail(warp(ta[sel], za, ang)) if (za != 1.0 or ang) else da[sel]
+            wb = detail(warp(tb[sel], zb)) if zb != 1.0 else db[sel]
+            ncc, sh = overlap_ncc(wa, wb)
+            better = ncc > sim[ia]
+            sim[ia[better]] = ncc[better]
+            shift[ia[better]] = sh[better]
+            stage[ia[better]] = 2
+            zoom[ia[better]] = za / zb
+            angle[ia[better]] = ang
+            zza[ia[better]] = za
+            zzb[ia[better]] = zb
+        # (D) sub-pixel refinement of the best alignment found, for pairs near the threshold
+        st = max(threshold, search_threshold or 0.0)
+        ia = ia[(sim[ia] < st) & (sim[ia] >= st - 0.25)] if threshold <= 1 else ia
+        if len(ia):
+            loc = ia - s
+            fine, _ = refine(ta[loc], tb[loc], zza[ia], zzb[ia], angle[ia], shift[ia])
+            stage[ia[fine > sim[ia]]] = 2
+            sim[ia] = np.maximum(sim[ia], fine)
+    return Verified(sim, shift, zoom, angle, stage)
+
+
+def _sample(imgs: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of per-pair images (P,H,W) at per-pair coordinates (P,H,W); valid mask."""
+    valid = (yy >= -0.01) & (yy <= THUMB - 0.99) & (xx >= -0.01) & (xx <= THUMB - 0.99)
+    yy = np.clip(yy, 0, THUMB - 1)
+    xx = np.clip(xx, 0, THUMB - 1)
+    y0 = np.minimum(np.floor(yy).astype(np.int64), THUMB - 2)
+    x0 = np.minimum(np.floor(xx).astype(np.int64), THUMB - 2)
+    wy = (yy - y0).astype(np.float32)
+    wx = (xx - x0).astype(np.float32)
+    p = len(imgs)
+    flat = np.ascontiguousarray(imgs, dtype=np.float32).reshape(p, -1)
+    idx = (y0 * THUMB + x0).reshape(p, -1)
+    a = np.take_along_axis(flat, idx, 1)
+    b = np.take_along_axis(flat, idx + 1, 1)
+    c = np.take_along_axis(flat, idx + THUMB, 1)
+    d = np.take_along_axis(flat, idx + THUMB + 1, 1)
+    wx = wx.reshape(p, -1)
+    wy = wy.reshape(p, -1)
+    top = a + (b - a) * wx
+    bot = c + (d - c) * wx
+    return (top + (bot - top) * wy).reshape(yy.shape), valid
+
+
+def _masked_ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:
+    m = m.astype(np.float32)
+    n = m.sum(axis=(1, 2))
+    ma = (a * m).sum(axis=(1, 2)) / np.maximum(n, 1)
+    mb = (b * m).sum(axis=(1, 2)) / np.maximum(n, 1)
+    ac = (a - ma[:, None, None]) * m
+    bc = (b - mb[:, None, None]) * m
+    num = (ac * bc).sum(axis=(1, 2))
+    den = np.sqrt((ac * ac).sum(axis=(1, 2)) * (bc * bc).sum(axis=(1, 2)))
+    out = np.where(den > 1e-6, num / np.maximum(den, 1e-12), 0.0)
+    return np.where(n >= MIN_OVERLAP * THUMB * THUMB, out, -1.0)
+
+
+FRACTIONS = (-0.33, 0.0, 0.33)
+
+
+def refine(ta: np.ndarray, tb: np.ndarray, za: np.ndarray, zb: np.ndarray, ang: np.ndarray,
+           shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel refinement around a found alignment (per pair zoom za/zb, angle, integer shift).
+
+    A true shifted copy lines up to a fraction of a pixel; a lookalike does not get better.
+    Returns the best masked NCC of the detail images and the fractional offset (P, 2)."""
+    p = len(ta)
+    c = (THUMB - 1) / 2.0
+    yy, xx = np.mgrid[0:THUMB, 0:THUMB].astype(np.float32)
+    # reference: zoom za and rotation ang about the centre (as in the search)
+    a = np.deg2rad(ang.astype(np.float32))[:, None, None]
+    za_ = za.astype(np.float32)[:, None, None]
+    ry, rx = (yy - c) / za_, (xx - c) / za_
+    ay, ax = np.cos(a) * ry - np.sin(a) * rx + c, np.sin(a) * ry + np.cos(a) * rx + c
+    wa, va = _sample(ta, np.broadcast_to(ay, (p, THUMB, THUMB)), np.broadcast_to(ax, (p, THUMB, THUMB)))
+    da = detail(wa)
+    db = detail(tb)
+    zb_ = zb.astype(np.float32)[:, None, None]
+    best = np.full(p, -2.0, np.float32)
+    best_f = np.zeros((p, 2), np.float32)
+    for fy in FRACTIONS:
+        for fx in FRACTIONS:
+            by = c + (yy[None] - shift[:, 0, None, None] - fy - c) / zb_
+            bx = c + (xx[None] - shift[:, 1, None, None] - fx - c) / zb_
+            vb, valid = _sample(db, by, bx)
+            ncc = _masked_ncc(da, vb, valid & va)
             better = ncc > best
             best = np.where(better, ncc, best)
-            idx = np.arange(sl.start, sl.stop)[better]
-            shift[idx] = sh[better]
-            zoom[idx] = zb / za
-            angle[idx] = ang
-        sim[sl] = best
-    return Verified(sim, shift, zoom, angle)
+            best_f[better] = (fy, fx)
+    return best, best_f

@@ -1,0 +1,183 @@
+"""End-to-end leakage checks: real PNG/JPEG datasets in tmp_path, scanned by dsaudit.pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from imagery import make_split_dataset, real_patches, write_image
+from dsaudit.config import AuditConfig, LeakageConfig
+from dsaudit.pipeline import build, run_checks, scan
+
+LEAK_IDS = ("DSA201", "DSA202", "DSA203", "DSA204", "DSA205")
+
+
+def _config(**leak) -> AuditConfig:
+    return AuditConfig(jobs=1, cache=False, select=("DSA2*",),
+                       leakage=dataclasses.replace(LeakageConfig(), **leak))
+
+
+def _patches(n: int, seed: int = 0, size: int = 64) -> list[np.ndarray]:
+    """Distinct real patches with grey content (a few colour patches are flat in grey)."""
+    out = []
+    for p in real_patches(3 * n, size=size, seed=seed):
+        if np.asarray(Image.fromarray(p).convert("L")).std() > 20:
+            out.append(p)
+    return out[:n]
+
+
+def _pairs(result, check_id):
+    return {(p["a"], p["b"]) for f in result.findings if f.check_id == check_id
+            for p in f.evidence["pairs"]}
+
+
+TRANSFORMS = {
+    "jpeg": lambda im: im,  # written as JPEG quality 60 below
+    "resize": lambda im: im.resize((96, 96), Image.Resampling.BICUBIC),
+    "brightness": lambda im: ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(1.3)).enhance(0.8),
+    "hflip": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "vflip": lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+    "rot90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "crop": lambda im: im.crop((3, 2, 61, 60)),
+    "shift": lambda im: Image.fromarray(np.asarray(im)[np.clip(np.arange(64) - 4, 0, 63)]),
+}
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """train/{a,b} with 10 images each; val holds one transformed copy per transform, plus clean images."""
+    root = tmp_path_factory.mktemp("leaky")
+    pats = _patches(28, seed=1)
+    for i in range(20):
+        write_image(root / "train" / ("a" if i < 10 else "b") / f"t{i:02d}.png", pats[i])
+    planted = {}
+    for k, (name, fn) in enumerate(TRANSFORMS.items()):
+        src = f"train/{'a' if k < 10 else 'b'}/t{k:02d}.png"
+        img = fn(Image.fromarray(pats[k]))
+        dst = f"val/a/{name}.{'jpg' if name == 'jpeg' else 'png'}"
+        write_image(root / dst, np.asarray(img), quality=60)
+        planted[name] = (src, dst)
+    for j in range(20, 28):
+        write_image(root / "val" / "b" / f"clean{j}.png", pats[j])
+    return root, planted
+
+
+def test_each_transform_is_found_as_cross_split_near_duplicate(leaky):
+    root, planted = leaky
+    result = scan(root, _config())
+    found = _pairs(result, "DSA202")
+    for name, (src, dst) in planted.items():
+        assert (src, dst) in found, f"{name} copy not found"
+    flagged = {p for f in result.findings for p in f.paths}
+    assert not any("clean" in p for p in flagged)
+    near = [f for f in result.findings if f.check_id == "DSA202"]
+    assert all(f.severity.name == "ERROR" and len(f.paths) >= 2 for f in near)
+    pair = near[0].evidence["pairs"][0]
+    assert set(pair) == {"a", "b", "split_a", "split_b", "label_a", "label_b", "kind",
+                         "distance", "similarity", "transform"}
+    transforms = {p["b"]: p["transform"] for f in near for p in f.evidence["pairs"]}
+    assert "hflip" in transforms[planted["hflip"][1]]
+    assert transforms[planted["rot90"][1]].startswith("rot90")   # PIL ROTATE_90 is counter-clockwise
+    section = result.sections["leakage"]
+    assert section["cross_split_pairs"] >= len(planted)
+    assert section["thresholds"]["verify_threshold"] == LeakageConfig().verify_threshold
+
+
+def test_artifacts_for_the_probe_and_effective_counts(leaky):
+    root, planted = leaky
+    index = build(root, _config())
+    _, errors, ctx, _ = run_checks(index, _config())
+    assert not errors
+    pairs = ctx.artifacts["leakage.pairs"]
+    assert list(pairs.columns) == ["a", "b", "kind", "distance", "similarity", "transform",
+                                   "cross_split", "same_label"]
+    paths = index.table["path"].tolist()
+    got = {(paths[a], paths[b]) for a, b in zip(pairs["a"], pairs["b"])}
+    assert set(planted.values()) <= got
+    assert pairs["cross_split"].all()
+    eff = ctx.artifacts["leakage.effective_counts"]
+    assert eff[("train", "a")] == {"raw": 10, "effective": 10}
+
+
+def test_exact_copies_conflicting_labels_and_within_split_clusters(tmp_path):
+    pats = _patches(16, seed=2)
+    for i in range(12):
+        write_image(tmp_path / "train" / ("a" if i < 6 else "b") / f"t{i}.png", pats[i])
+    for i in range(12, 16):
+        write_image(tmp_path / "val" / "a" / f"v{i}.png", pats[i])
+    shutil.copy(tmp_path / "train/a/t0.png", tmp_path / "val/a/copy_t0.png")          # same bytes
+    Image.open(tmp_path / "train/a/t1.png").save(tmp_path / "val/a/t1_as.bmp")           # same pixels
+    shutil.copy(tmp_path / "train/a/t2.png", tmp_path / "train/b/t2_again.png")          # other class
+    for k in range(3):                                                                   # clusters in train/a
+        img = Image.open(tmp_path / "train/a/t3.png")
+        if k == 1:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        img.save(tmp_path / "train" / "a" / f"aug_{k}.jpg", quality=85)
+    result = scan(tmp_path, _config(cluster_warn_ratio=0.8))
+    by = {cid: [f for f in result.findings if f.check_id == cid] for cid in LEAK_IDS}
+    kinds = {p["kind"] for f in by["DSA201"] for p in f.evidence["pairs"]}
+    assert kinds == {"bytes", "pixels"} and len(by["DSA201"]) == 2
+    assert any("val/a/t1_as.bmp" in f.paths for f in by["DSA201"])
+    assert len(by["DSA203"]) == 1
+    assert set(by["DSA203"][0].paths) == {"train/a/t2.png", "train/b/t2_again.png"}
+    assert by["DSA203"][0].evidence["labels"] == ["a", "b"]
+    within = [f for f in by["DSA204"] if f.subject == "split:train"]
+    assert len(within) == 1
+    assert {"train/a/t3.png", "train/a/aug_0.jpg", "train/a/aug_1.jpg", "train/a/aug_2.jpg"} <= set(within[0].paths)
+    counts = within[0].evidence["effective_counts"]["a"]
+    assert counts == {"raw": 9, "effective": 6}
+    assert within[0].severity.name == "WARNING" and within[0].evidence["low_classes"] == ["a"]
+    assert not by["DSA202"] and not by["DSA205"]
+
+
+def test_group_leakage_from_regex(tmp_path):
+    pats = _patches(8, seed=3)
+    names = ["train/a/patient01_s1.png", "train/a/patient01_s2.png", "train/b/patient02_s1.png",
+             "val/a/patient01_s3.png", "val/b/patient03_s1.png", "val/b/patient03_s2.png",
+             "test/a/patient04_s1.png", "test/b/patient02_s5.png"]
+    for name, p in zip(names, pats):
+        write_image(tmp_path / name, p)
+    result = scan(tmp_path, _config(group_regex=r"(patient\d+)_"))
+    groups = {f.evidence["group"]: f for f in result.findings if f.check_id == "DSA205"}
+    assert set(groups) == {"patient01", "patient02"}
+    assert set(groups["patient01"].paths) == {n for n in names if "patient01" in n}
+    assert groups["patient02"].evidence["splits"] == {"test": 1, "train": 1}
+    assert not [f for f in result.findings if f.check_id != "DSA205"]
+
+
+def test_clean_dataset_has_no_leakage_findings(tmp_path):
+    make_split_dataset(tmp_path, {"train": {"a": 12, "b": 12}, "val": {"a": 6, "b": 6},
+                                  "test": {"a": 4, "b": 4}}, size=32, seed=5, ext=".jpg")
+    result = scan(tmp_path, _config())
+    assert [f for f in result.findings if f.check_id in LEAK_IDS] == []
+    assert result.sections["leakage"]["pairs"] == 0
+    assert not result.check_errors
+
+
+def test_unrelated_ct_slices_from_different_papers_do_not_match(covid_ct, tmp_path):
+    """Real CT slices look alike; slices of different papers must not be reported as copies."""
+    files = sorted(p for p in (covid_ct / "CT_COVID").iterdir() if p.suffix == ".png")
+    papers: dict[str, list[Path]] = {}
+    for p in files:
+        papers.setdefault(p.name.split("-p")[0], []).append(p)
+    keys = sorted(papers)[:24]
+    for i, key in enumerate(keys):
+        split = "train" if i % 2 == 0 else "val"
+        for p in papers[key][:3]:
+            img = Image.open(p).convert("L")
+            img.thumbnail((128, 128))
+            img.save(tmp_path / split / "covid" / p.name if (tmp_path / split / "covid").is_dir()
+                     else _mk(tmp_path / split / "covid") / p.name)
+    result = scan(tmp_path, _config())
+    leaks = [f for f in result.findings if f.check_id in ("DSA201", "DSA202")]
+    assert leaks == [], [f.paths for f in leaks]
+
+
+def _mk(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
