@@ -125,34 +125,31 @@ def _ext(path: str) -> str:
 
 
 def _assemble(layout: Layout, stats, records) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    rows = []
-    for e, s, rec in zip(layout.entries, stats, records):
-        rows.append({
-            "path": e.rel, "abs_path": e.abs_path, "split": e.split, "label": e.label,
-            "group": e.group, "order": e.order, "ext": _ext(e.abs_path),
-            "bytes": s[0] if s else 0, "mtime_ns": s[1] if s else 0,
-            "kind": rec["kind"], "format": rec["format"], "width": rec["width"],
-            "height": rec["height"], "mode": rec["mode"], "channels": rec["channels"],
-            "readable": rec["readable"], "truncated": rec["truncated"], "bomb": rec["bomb"],
-            "error": rec["error"], "has_features": rec.get("features") is not None,
-            "sha256": rec.get("sha256", ""),
-        })
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS) + ["sha256"])
-    for col in ("width", "height", "channels", "bytes", "order"):
-        table[col] = table[col].astype("int64")
-    table["mtime_ns"] = table["mtime_ns"].astype("int64")
-    for col in ("readable", "truncated", "bomb", "has_features"):
-        table[col] = table[col].astype(bool)
+    """The table, built column by column (much faster than one dict per row), and the stacked
+    feature arrays (zeros where a file has no features)."""
+    entries = layout.entries
+    stats = [s if s is not None else (0, 0) for s in stats]
+    col = {
+        "path": [e.rel for e in entries], "abs_path": [e.abs_path for e in entries],
+        "split": [e.split for e in entries], "label": [e.label for e in entries],
+        "group": [e.group for e in entries], "order": np.array([e.order for e in entries], dtype=np.int64),
+        "ext": [_ext(e.abs_path) for e in entries],
+        "bytes": np.array([s[0] for s in stats], dtype=np.int64),
+        "mtime_ns": np.array([s[1] for s in stats], dtype=np.int64),
+    }
+    for key in ("kind", "format", "mode", "error", "sha256"):
+        col[key] = [r.get(key, "") for r in records]
+    for key in ("width", "height", "channels"):
+        col[key] = np.array([r[key] for r in records], dtype=np.int64)
+    for key in ("readable", "truncated", "bomb"):
+        col[key] = np.array([bool(r[key]) for r in records], dtype=bool)
+    present = [r.get("features") is not None for r in records]
+    col["has_features"] = np.array(present, dtype=bool)
+    table = pd.DataFrame(col, columns=list(TABLE_COLUMNS) + ["sha256"])
     features: dict[str, np.ndarray] = {}
     template = next((r["features"] for r in records if r.get("features") is not None), None)
     if template is not None:
-        n = len(records)
         for key, value in template.items():
-            value = np.asarray(value)
-            arr = np.zeros((n,) + value.shape, dtype=value.dtype)
-            for i, rec in enumerate(records):
-                f = rec.get("features")
-                if f is not None:
-                    arr[i] = f[key]
-            features[key] = arr
+            zero = np.zeros_like(np.asarray(value))
+            features[key] = np.stack([r["features"][key] if ok else zero for r, ok in zip(records, present)])
     return table, features
