@@ -4,7 +4,7 @@ import dataclasses
 
 from dsaudit.config import AuditConfig
 from dsaudit.pipeline import scan
-from imagery import make_split_dataset
+from imagery import make_split_dataset, real_patches, write_image
 
 CFG = AuditConfig(jobs=1, select=("DSA0*",))
 
@@ -46,3 +46,27 @@ def test_unwritable_cache_folder_does_not_stop_a_scan(tmp_path, monkeypatch):
     monkeypatch.setenv("DSAUDIT_CACHE_DIR", str(blocker / "cache"))
     make_split_dataset(tmp_path / "d", {"train": {"a": 2}}, size=32)
     assert scan(tmp_path / "d", CFG).summary["images"] == 2
+
+
+def test_rescan_reuses_memoised_results_and_recomputes_when_data_changes(tmp_path):
+    from dsaudit.pipeline import build
+
+    files = make_split_dataset(tmp_path / "d", {"train": {"a": 3}, "val": {"a": 2}}, size=32)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    first = build(tmp_path / "d", CFG)
+    assert first.memoize("demo", "v1", compute) == 1
+    again = build(tmp_path / "d", CFG)
+    assert again.fingerprint == first.fingerprint
+    assert again.memoize("demo", "v1", compute) == 1 and len(calls) == 1  # reused
+    assert again.memoize("demo", "v2", compute) == 2                       # new settings: recomputed
+    write_image(files["val"]["a"][0], real_patches(1, 32, seed=99)[0])     # new content
+    changed = build(tmp_path / "d", CFG)
+    assert changed.fingerprint != first.fingerprint
+    assert changed.memoize("demo", "v2", compute) == 3
+    uncached = build(tmp_path / "d", dataclasses.replace(CFG, cache=False))
+    assert uncached.memoize("demo", "v2", compute) == 4                    # no cache, no memo

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import time
 import traceback
 from io import BytesIO
@@ -36,8 +35,8 @@ def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
     return build_index(layout, config, progress=progress)
 
 
-def run_checks(index: DatasetIndex, config: AuditConfig,
-               status: Callable[[str], None] | None = None) -> tuple[list[Finding], list[CheckError], CheckContext, dict[str, float]]:
+def run_checks(index: DatasetIndex, config: AuditConfig, status: Callable[[str], None] | None = None
+               ) -> tuple[list[Finding], list[CheckError], CheckContext, dict[str, float]]:
     ctx = CheckContext(index=index, config=config)
     findings: list[Finding] = []
     errors: list[CheckError] = []
@@ -76,14 +75,6 @@ def summarize(index: DatasetIndex, duration: float) -> dict[str, Any]:
         "cache": {"hits": int(index.stats.get("cache_hits", 0)),
                   "misses": int(index.stats.get("decoded", 0))},
     }
-
-
-def fingerprint(index: DatasetIndex) -> str:
-    digest = hashlib.sha256()
-    for path, sha, split, label in sorted(zip(index.table["path"], index.table["sha256"],
-                                              index.table["split"], index.table["label"])):
-        digest.update(f"{path}\0{sha}\0{split}\0{label}\n".encode("utf-8", "backslashreplace"))
-    return digest.hexdigest()[:16]
 
 
 def check_docs() -> dict[str, dict[str, str]]:
@@ -169,7 +160,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
         gate=gate,
         sections=ctx.sections,
         meta={"command": command, "started": started.isoformat(timespec="seconds"),
-              "duration_seconds": round(duration, 3), "fingerprint": fingerprint(index),
+              "duration_seconds": round(duration, 3), "fingerprint": index.fingerprint,
               "timings": timings, "jobs": config.resolved_jobs(), "checks": check_docs(),
               "checks_run": list(check_timings), "dsaudit_version": __version__},
         dsaudit_version=__version__,

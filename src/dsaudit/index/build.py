@@ -4,6 +4,7 @@ stack the per-image features and finish them in one vectorised step.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from dsaudit.index import hashing, io
 from dsaudit.index.cache import RecordCache, default_cache_dir
 from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
 from dsaudit.index.engine import map_files
+from dsaudit.index.memo import Memo
 from dsaudit.index.layout import Layout
 from dsaudit.index.records import RECORD_VERSION, analyse_file
 
@@ -63,6 +65,7 @@ def build_index(layout: Layout, config: AuditConfig,
 
     version = f"{RECORD_VERSION}.{hashing.FEATURES_VERSION}.{config.integrity.max_pixels}"
     cache = None
+    root_key = ""
     hits: dict[str, dict[str, Any]] = {}
     t1 = time.perf_counter()
     if config.cache:
@@ -113,11 +116,30 @@ def build_index(layout: Layout, config: AuditConfig,
     if config.leakage.group_regex:
         from_regex = apply_group_regex(table["path"], config.leakage.group_regex)
         table["group"] = table["group"].where(table["group"] != "", from_regex)
-    features.update(hashing.finalize(features) if len(features) else {})
+    index = DatasetIndex(layout.root, layout, table, features, timings,
+                         stats={"cache_hits": len(entries) - len(todo), "decoded": len(todo)})
+    index.fingerprint = table_fingerprint(table)
+    if cache is not None:
+        index.memo = Memo(default_cache_dir(config.cache_dir), root_key)
     timings["assemble"] = time.perf_counter() - t4
+    t5 = time.perf_counter()
+    if len(features):
+        features.update(index.memoize("features", f"finalize:{hashing.FEATURES_VERSION}",
+                                      lambda: hashing.finalize(features)))
+    timings["finalize"] = time.perf_counter() - t5
     timings["index_total"] = time.perf_counter() - t0
-    return DatasetIndex(layout.root, layout, table, features, timings,
-                        stats={"cache_hits": len(entries) - len(todo), "decoded": len(todo)})
+    return index
+
+
+def table_fingerprint(table: pd.DataFrame) -> str:
+    """Digest of what every dataset-level result depends on: each file's path, split, label, content
+    hash and whether it has features. Same data in the same layout, same fingerprint."""
+    digest = hashlib.sha256()
+    cols = zip(table["path"], table["split"], table["label"], table["sha256"], table["has_features"])
+    for row in sorted(cols):
+        digest.update("\0".join(map(str, row)).encode("utf-8", "backslashreplace"))
+        digest.update(b"\n")
+    return digest.hexdigest()[:24]
 
 
 def _ext(path: str) -> str:

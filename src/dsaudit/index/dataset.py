@@ -54,6 +54,15 @@ class DatasetIndex:
     features: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    memo: Any = None  # index.memo.Memo when caching is on; see memoize()
+    fingerprint: str = ""
+
+    def memoize(self, name: str, key: str, compute):
+        """Return compute(), reusing the stored value of an earlier scan of the same data when the
+        index fingerprint and `key` (version + settings of the computation) match."""
+        if self.memo is None or not self.fingerprint:
+            return compute()
+        return self.memo.get_or_compute(name, f"{self.fingerprint}:{key}", compute)
 
     @property
     def images(self) -> pd.DataFrame:
