@@ -1,6 +1,6 @@
 """Whole cold scan of many small JPEGs versus the floor: a plain Pillow decode of every file.
 
-    python benchmarks/scan_speed.py [--n 60000] [--root /tmp/dsaudit-scan-speed] [--jobs 2]
+    python benchmarks/scan_speed.py [--n 60000] [--root /tmp/dsaudit-scan-speed] [--jobs 2] [--dump pairs.csv]
 
 Writes (once) a CIFAR-like tree ROOT/{train,test}/<10 classes>/*.jpg of 32x32 JPEGs (5/6 train,
 1/6 test) of distinct 1/f-noise colour images (natural-image spectra; there are not 60,000 distinct
@@ -9,7 +9,9 @@ the test images being re-encoded/flipped/shifted copies of training images. Then
 dsaudit cache:
   floor: Image.open + load of every file in a process pool of --jobs workers;
   scan:  dsaudit.pipeline.scan with every check except the probe (probe.mode=off), --jobs workers;
-and prints both, their ratio, the leakage stage timings and what leakage was found.
+and prints both, their ratio, the leakage stage timings and what leakage was found. --dump writes
+every matched pair (relative paths, kind, distance, similarity, transform) to a CSV, so that two
+versions of the code can be compared pair for pair (`cmp before.csv after.csv`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60000)
     ap.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "dsaudit-scan-speed"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--dump", default="", help="write every matched pair (a, b, kind, ...) to this CSV")
     args = ap.parse_args()
     root = Path(args.root) / str(args.n)
     t = time.perf_counter()
@@ -101,6 +104,18 @@ def main() -> None:
 
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.pipeline import scan
+    import dsaudit.checks.leakage as leakage
+
+    captured: dict = {}
+    if args.dump:  # keep the full pair list (findings carry at most 50 pairs each)
+        _analyse = leakage.analyse
+
+        def analyse(ctx):
+            res = _analyse(ctx)
+            captured.update(pairs=res["pairs"], table=ctx.index.table.reset_index(drop=True))
+            return res
+
+        leakage.analyse = analyse
 
     # drop the page cache effect of writing: read every file once before both runs
     for p in paths:
@@ -122,6 +137,13 @@ def main() -> None:
     leak = res.sections.get("leakage", {})
     print("leakage:", {k: leak.get(k) for k in ("pairs", "cross_split_pairs", "groups", "pairs_per_kind")})
     print("leakage timings:", leak.get("timings"))
+    if args.dump:
+        pairs = captured["pairs"].copy()
+        paths_ = captured["table"]["path"].astype(str).to_numpy()
+        pairs["a"] = paths_[pairs["a"].to_numpy()]
+        pairs["b"] = paths_[pairs["b"].to_numpy()]
+        pairs.sort_values(["a", "b"]).to_csv(args.dump, index=False)
+        print(f"pairs written to {args.dump}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from dsaudit.checks.base import Check, CheckContext
 from dsaudit.config import LeakageConfig
 from dsaudit.findings import Finding, Severity
 from dsaudit.index.hashing import DIHEDRAL_NAMES, shifted_descriptors
-from dsaudit.index.neighbors import best_per_pair, dihedral_join, knn_join
+from dsaudit.index.neighbors import dihedral_join, knn_join, thread_limit
 from dsaudit.index.verify import verify_pairs
 
 MAX_EVIDENCE_PAIRS = 50
@@ -60,8 +60,9 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
 
     `split_code` is an int per image; kNN candidates go from every image whose code differs from
     `ref_code` to the images of `ref_code` (None: no kNN stage). Returns a DataFrame with columns
-    a, b (b seen through dihedral `variant` lines up with a), distance (Hamming bits of the best orientation, or NaN), similarity, variant,
-    zoom, shift_y, shift_x, angle, source ("hash" / "knn"). `keep_all` (for benchmarks) keeps
+    a, b (b seen through dihedral `variant` lines up with a), distance (Hamming bits of the best
+    orientation, or NaN), similarity, variant, zoom, shift_y, shift_x, angle, source ("hash" /
+    "knn"), stage. `keep_all` (for benchmarks) keeps
     unconfirmed candidates too, after the full alignment search."""
     timings = timings if timings is not None else {}
     n = len(thumbs)
@@ -243,7 +244,8 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
             ref = min(order[s] for s in set(splits[img_pos]))
         codes = split_rank[img_pos]
         smooth = feats["smooth"][img_pos] if "smooth" in feats else None
-        near = near_matches(thumbs, phash, desc, codes, cfg, ref_code=ref, timings=near_stats, smooth=smooth)
+        with thread_limit(ctx.config.resolved_jobs()):  # the search stages use a thread pool
+            near = near_matches(thumbs, phash, desc, codes, cfg, ref_code=ref, timings=near_stats, smooth=smooth)
         sizes = table[["width", "height"]].to_numpy()[img_pos] if len(img_pos) else None
         pixel_keys = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
         for r in near.itertuples(index=False):
@@ -317,7 +319,7 @@ def _summary(pairs: pd.DataFrame, splits: np.ndarray, cfg: LeakageConfig, timing
                        "search_threshold": cfg.search_threshold, "knn_shifts": cfg.knn_shifts,
                        "knn": cfg.knn, "knn_max_pairs": cfg.knn_max_pairs,
                        "cluster_warn_ratio": cfg.cluster_warn_ratio},
-        "effective_counts": [{"split": s, "label": l, **v} for (s, l), v in effective.items()],
+        "effective_counts": [{"split": s, "label": lab, **v} for (s, lab), v in effective.items()],
         "timings": {k: round(float(v), 4) for k, v in timings.items()},
     }
 

@@ -153,8 +153,15 @@ def dihedral_phashes(thumbs: np.ndarray) -> np.ndarray:
     """(N, 32, 32) -> (N, 8) uint64: pHash of each dihedral variant (order of DIHEDRAL)."""
     coef = dct_block(thumbs)
     out = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
+    medians: dict[tuple[bool, bool], np.ndarray] = {}
     for k, (_, tr, fr, fc) in enumerate(DIHEDRAL):
-        out[:, k] = phash_from_dct(dihedral_dct(coef, tr, fr, fc))
+        c = dihedral_dct(coef, tr, fr, fc).reshape(len(coef), 64)
+        # a transpose permutes the coefficients without changing their values: the variants
+        # (tr, fr, fc) and (not tr, fc, fr) share one median, so only 4 of the 8 are computed
+        key = (fc, fr) if tr else (fr, fc)
+        if key not in medians:
+            medians[key] = np.median(c[:, 1:], axis=1, keepdims=True)
+        out[:, k] = _pack_bits(c > medians[key])
     return out
 
 
@@ -199,16 +206,23 @@ def smoothness(thumbs: np.ndarray) -> np.ndarray:
     return (num / (2 * (d * d).sum(axis=(1, 2)) + 1e-6)).astype(np.float32)
 
 
-def finalize(features: dict[str, np.ndarray], chunk: int = 65536) -> dict[str, np.ndarray]:
+def finalize(features: dict[str, np.ndarray], chunk: int = 4096) -> dict[str, np.ndarray]:
     thumbs = features.get("thumb")
     if thumbs is None or len(thumbs) == 0:
         return {"phash": np.zeros((0, len(DIHEDRAL)), np.uint64), "desc": np.zeros((0, 64), np.float32),
                 "smooth": np.zeros(0, np.float32)}
+    from dsaudit.index.neighbors import blas_threads, parallel_map, workers
+
     ph = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
     desc = np.empty((len(thumbs), 64), dtype=np.float32)
     smooth = np.empty(len(thumbs), dtype=np.float32)
-    for s in range(0, len(thumbs), chunk):
+
+    def run(s: int) -> None:  # chunks are independent: fill disjoint rows, on a thread pool
         ph[s:s + chunk] = dihedral_phashes(thumbs[s:s + chunk])
         desc[s:s + chunk] = descriptors(thumbs[s:s + chunk])
         smooth[s:s + chunk] = smoothness(thumbs[s:s + chunk])
+
+    n_workers = workers()
+    with blas_threads(1):
+        parallel_map(run, list(range(0, len(thumbs), chunk)), n_workers)
     return {"phash": ph, "desc": desc, "smooth": smooth}

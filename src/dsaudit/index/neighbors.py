@@ -15,6 +15,9 @@ miss (shifts and crops).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import combinations
 from math import comb
 
@@ -92,20 +95,80 @@ class _Table:
         self.direct = bits <= 24
         if self.direct:
             counts = np.bincount(keys.astype(np.int64), minlength=1 << bits)
-            self.start = np.zeros((1 << bits) + 1, dtype=np.int64)
+            # int32 offsets when they fit: half the memory traffic of the random bucket lookups
+            dtype = np.int32 if len(keys) < 2 ** 31 - 1 else np.int64
+            self.start = np.zeros((1 << bits) + 1, dtype=dtype)
             np.cumsum(counts, out=self.start[1:])
         else:
             self.skeys = keys[self.order]
 
     def lookup(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.direct:
-            p = probes.astype(np.int64)
-            return self.start[p], self.start[p + 1]
+            p = probes.astype(np.intp)
+            return np.take(self.start, p), np.take(self.start, p + 1)
         return (np.searchsorted(self.skeys, probes, side="left"),
                 np.searchsorted(self.skeys, probes, side="right"))
 
 
-def _mih(q: np.ndarray, r: np.ndarray, radius: int, m: int, probe_block: int = 1 << 22):
+_THREAD_LIMIT: list[int] = []
+
+
+def workers() -> int:
+    """Threads for the vectorised joins (numpy releases the GIL in gathers, ufuncs and matmuls):
+    the usable cores, capped by the env variable DSAUDIT_THREADS and by `thread_limit`."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    try:
+        want = int(os.environ.get("DSAUDIT_THREADS", "") or 0)
+    except ValueError:
+        want = 0
+    if want > 0:
+        n = min(n, want)
+    if _THREAD_LIMIT:
+        n = min(n, _THREAD_LIMIT[-1])
+    return max(1, n)
+
+
+@contextmanager
+def thread_limit(n: int | None):
+    """Use at most n threads inside the block (e.g. the scan's --jobs); None: no limit."""
+    if n is None or n <= 0:
+        yield
+        return
+    _THREAD_LIMIT.append(int(n))
+    try:
+        yield
+    finally:
+        _THREAD_LIMIT.pop()
+
+
+@contextmanager
+def blas_threads(n: int | None):
+    """Limit BLAS threads (when our own thread pool already uses every core); no-op for None."""
+    if n is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+def parallel_map(fn, items: list, n_workers: int | None = None) -> list:
+    """[fn(x) for x in items] over a thread pool (same order); serial for one worker or item."""
+    n_workers = workers() if n_workers is None else n_workers
+    if n_workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(n_workers, len(items))) as ex:
+        return list(ex.map(fn, items))
+
+
+def _mih(q: np.ndarray, r: np.ndarray, radius: int, m: int, probe_block: int = 1 << 21):
     chunks = _chunks(m)
     rr = radius // m
     out_q, out_r, out_d = [], [], []
@@ -115,17 +178,18 @@ def _mih(q: np.ndarray, r: np.ndarray, radius: int, m: int, probe_block: int = 1
         flips = _masks(bits, rr)
         qk_all = (q >> _U64(shift)) & mask
         step = max(1, probe_block // len(flips))
-        for s in range(0, len(q), step):
+
+        def block(s: int, j=j, table=table, flips=flips, qk_all=qk_all, step=step):
             qk = qk_all[s:s + step]
             probes = (qk[:, None] ^ flips[None, :]).ravel()
             lo, hi = table.lookup(probes)
             cnt = hi - lo
-            total = int(cnt.sum())
-            if total == 0:
-                continue
-            nz = np.nonzero(cnt)[0]
-            cnt_nz = cnt[nz]
-            starts = np.repeat(lo[nz], cnt_nz)
+            nz = np.flatnonzero(cnt)
+            if not len(nz):
+                return None
+            cnt_nz = cnt[nz].astype(np.int64)
+            total = int(cnt_nz.sum())
+            starts = np.repeat(lo[nz].astype(np.int64), cnt_nz)
             offs = np.arange(total) - np.repeat(np.cumsum(cnt_nz) - cnt_nz, cnt_nz)
             ridx = table.order[starts + offs]
             qidx = np.repeat(nz // len(flips), cnt_nz) + s
@@ -136,9 +200,13 @@ def _mih(q: np.ndarray, r: np.ndarray, radius: int, m: int, probe_block: int = 1
             for jj in range(j):
                 sh, bb = chunks[jj]
                 keep &= _popcount((x >> _U64(sh)) & _U64((1 << bb) - 1)) > rr
-            out_q.append(qidx[keep])
-            out_r.append(ridx[keep])
-            out_d.append(dist[keep])
+            return qidx[keep], ridx[keep], dist[keep]
+
+        for res in parallel_map(block, list(range(0, len(q), step))):
+            if res is not None:
+                out_q.append(res[0])
+                out_r.append(res[1])
+                out_d.append(res[2])
         del table
     if not out_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16)
@@ -154,14 +222,23 @@ def hamming_join(q: np.ndarray, r: np.ndarray, radius: int, method: str = "auto"
     r = np.ascontiguousarray(r, dtype=np.uint64).ravel()
     if len(q) == 0 or len(r) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16)
+    swap = False
     if method == "auto":
         kind, m = plan(len(q), len(r), radius)
+        if kind == "mih" and len(q) > len(r) and plan(len(r), len(q), radius)[0] == "mih":
+            swap, m = True, plan(len(r), len(q), radius)[1]
     elif method.startswith("mih"):
         kind, m = "mih", int(method.split(":")[1]) if ":" in method else plan(len(q), len(r), radius)[1] or 3
+        swap = len(q) > len(r)
     else:
         kind, m = "brute", 0
     if kind == "brute":
         return _brute(q, r, radius)
+    if swap:
+        # the join is symmetric: probe with the smaller side and index the larger one (the
+        # probes, not the table, dominate the cost; e.g. 8 orientations x N queries against N)
+        rj, qi, d = _mih(r, q, radius, m)
+        return qi, rj, d
     return _mih(q, r, radius, m)
 
 
@@ -187,14 +264,28 @@ def best_per_pair(a: np.ndarray, b: np.ndarray, d: np.ndarray, var: np.ndarray):
     return a[first], b[first], d[first], var[first]
 
 
+def _best_over_versions(qb: np.ndarray, rbt: np.ndarray, nv: int) -> np.ndarray:
+    """(V*B, d) stacked query versions (version-major) x (d, R) references -> (B, R) best dot
+    product over the V versions (one matrix product for all of them)."""
+    sims = qb @ rbt
+    if nv == 1:
+        return sims
+    return sims.reshape(nv, len(qb) // nv, -1).max(axis=0)
+
+
 def knn_join(q: np.ndarray, r: np.ndarray, k: int, min_sim: float = -1.0,
-             block_elems: int = 1 << 25):
+             query_block: int = 256, ref_block: int = 2048, sample_step: int = 16):
     """For each row of q (unit vectors), the k rows of r with the highest dot product >= min_sim.
 
     q may be (V, nq, d): V versions of each query (e.g. shifted); a reference then scores the best
     dot product over the versions.
 
-    Returns (qi, rj, sim). Blocked matrix products; memory stays below block_elems floats."""
+    Returns (qi, rj, sim). Blocked matrix products, cache-sized: for each block of queries, (1)
+    the k-th best score against every `sample_step`-th reference is a lower bound of the k-th
+    best against all of them (a per-query floor); (2) the scores against blocks of references
+    are computed and only entries at or above the floor (and min_sim) are kept; (3) the k best
+    of those. This finds the same neighbours as ranking every score, without materialising
+    (queries x references) arrays. Query blocks run on a thread pool (one BLAS thread each)."""
     q = np.ascontiguousarray(q, dtype=np.float32)
     r = np.ascontiguousarray(r, dtype=np.float32)
     if q.ndim == 2:
@@ -202,32 +293,55 @@ def knn_join(q: np.ndarray, r: np.ndarray, k: int, min_sim: float = -1.0,
     nq = q.shape[1]
     if nq == 0 or len(r) == 0 or k <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    k = min(k, len(r))
-    step = max(1, block_elems // len(r))
-    out_q, out_r, out_s = [], [], []
+    nr = len(r)
+    k = min(k, nr)
     rt = r.T.copy()
-    for s in range(0, nq, step):
-        sims = q[0, s:s + step] @ rt
-        for v in range(1, len(q)):  # several versions of each query: best over them
-            np.maximum(sims, q[v, s:s + step] @ rt, out=sims)
-        rows = np.arange(len(sims))[:, None]
-        if k >= len(r):
-            top = np.broadcast_to(np.arange(len(r)), sims.shape)
-        elif k <= 4:  # a few argmax passes beat argpartition on wide blocks
-            cols = []
-            for _ in range(k):
-                j = sims.argmax(axis=1)
-                cols.append(j)
-                if len(cols) < k:
-                    sims[rows[:, 0], j] = -np.inf
-            top = np.stack(cols, axis=1)
-        else:
-            top = np.argpartition(sims, len(r) - k, axis=1)[:, len(r) - k:]
-        val = np.max([(q[v, s:s + step][:, None, :] * r[top]).sum(axis=2) for v in range(len(q))], axis=0)
+    step = sample_step if nr >= 16 * sample_step * k else 1
+    sub_t = rt[:, ::step].copy()
+    nv = len(q)
+    margin = 1e-4  # rounding differences between blocked products and the recomputed score
+
+    def block(s: int):
+        qb = q[:, s:s + query_block]
+        b = qb.shape[1]
+        qs = qb.reshape(-1, qb.shape[2])  # version-major stack (copy: q slices are strided)
+        sub = _best_over_versions(qs, sub_t, nv)
+        kth = np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k]
+        floor = (np.maximum(kth, min_sim) - margin)[:, None]
+        rows, cols, vals = [], [], []
+        for t in range(0, nr, ref_block):
+            sims = _best_over_versions(qs, rt[:, t:t + ref_block], nv)
+            above = sims >= floor
+            width = sims.shape[1]
+            if width > k and np.count_nonzero(above) > 4 * k * b:
+                # many near-identical references pass the floor: keep each query's k best of
+                # this block only (the k best overall are among them), so memory stays bounded
+                part = np.argpartition(sims, width - k, axis=1)[:, width - k:]
+                v = np.take_along_axis(sims, part, 1)
+                ok = v >= floor
+                i, j, val_ = np.nonzero(ok)[0], part[ok], v[ok]
+            else:
+                flat = np.flatnonzero(above)  # (much faster than a 2-D nonzero)
+                i, j = np.divmod(flat, width)
+                val_ = sims.ravel()[flat]
+            rows.append(i)
+            cols.append(j + t)
+            vals.append(val_)
+        rows_a, cols_a, vals_a = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        # k best per query (ties: lower reference index first)
+        order = np.lexsort((cols_a, -vals_a, rows_a))
+        rows_a, cols_a = rows_a[order], cols_a[order]
+        first = np.searchsorted(rows_a, np.arange(b))
+        rank = np.arange(len(rows_a)) - first[rows_a]
+        sel = rank < k
+        qi_b, top = rows_a[sel], cols_a[sel]
+        val = np.max([(qb[v, qi_b] * r[top]).sum(axis=1) for v in range(len(q))], axis=0)
         keep = val >= min_sim
-        qi = np.broadcast_to(rows + s, top.shape)[keep]
-        out_q.append(qi)
-        out_r.append(top[keep])
-        out_s.append(val[keep])
-    return (np.concatenate(out_q).astype(np.int64), np.concatenate(out_r).astype(np.int64),
-            np.concatenate(out_s).astype(np.float32))
+        return qi_b[keep] + s, top[keep], val[keep]
+
+    n_workers = workers()
+    with blas_threads(1):
+        res = parallel_map(block, list(range(0, nq, query_block)), n_workers)
+    return (np.concatenate([x[0] for x in res]).astype(np.int64),
+            np.concatenate([x[1] for x in res]).astype(np.int64),
+            np.concatenate([x[2] for x in res]).astype(np.float32))

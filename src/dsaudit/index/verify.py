@@ -26,6 +26,7 @@ import numpy as np
 from scipy import fft as _fft
 
 from dsaudit.index.hashing import THUMB, apply_dihedral
+from dsaudit.index.neighbors import blas_threads, parallel_map, workers
 
 MAX_SHIFT = 5           # pixels of the 32-pixel thumbnail (about 15%)
 MIN_OVERLAP = 0.55      # share of the thumbnail area that must overlap
@@ -226,7 +227,8 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     if p == 0:
         return Verified(sim, shift, zoom, angle, stage)
     combos = _full_combos(zooms, angles)
-    for s in range(0, p, batch):
+
+    def run_batch(s: int) -> None:
         sl = np.arange(s, min(p, s + batch))
         ta = thumbs[a[sl]].astype(np.float32)
         tb = thumbs[b[sl]].astype(np.float32)
@@ -241,7 +243,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         sim[sl] = s0
         todo = s0 < threshold if threshold > 0 else np.ones(len(sl), bool)
         if not todo.any():
-            continue
+            return
         # (B0) cheap rejection at half resolution: unrelated pairs rarely pass it
         if threshold > 0 and prefilter is not None:
             h = np.nonzero(todo)[0]
@@ -250,7 +252,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             coarse, _ = overlap_ncc(half_a, half_b, _HALF)
             todo[h[coarse < prefilter]] = False
             if not todo.any():
-                continue
+                return
         # (B) all small shifts
         ncc, sh = overlap_ncc(da[todo], db[todo])
         idx = sl[todo]
@@ -261,7 +263,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         # (C) zoom / rotation search
         need = (sim[idx] < threshold) & (sim[idx] >= escalate) if threshold > 0 else np.ones(len(idx), bool)
         if not need.any() or not combos:
-            continue
+            return
         sel = np.nonzero(todo)[0][need]
         ia = sl[sel]
         for za, zb, ang in combos:
@@ -284,6 +286,12 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             fine, _ = refine(ta[loc], tb[loc], zza[ia], zzb[ia], angle[ia], shift[ia])
             stage[ia[fine > sim[ia]]] = 2
             sim[ia] = np.maximum(sim[ia], fine)
+
+    # batches write disjoint slices of the outputs: run them on a thread pool (FFTs, matrix
+    # products and most ufuncs release the GIL); per-pair results do not depend on the batching
+    n_workers = workers()
+    with blas_threads(1):
+        parallel_map(run_batch, list(range(0, p, batch)), n_workers)
     return Verified(sim, shift, zoom, angle, stage)
 
 

@@ -1,0 +1,75 @@
+"""The fast paths of the leakage search give the same answers as the plain computations:
+probing the smaller side of a Hamming join, the blocked k-NN with a per-query floor, and the
+thread pools of finalize / verification (results must not depend on the number of threads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagery import real_patches
+from dsaudit.index import hashing, neighbors, verify
+
+
+def _thumbs(n: int, seed: int = 0) -> np.ndarray:
+    out = [hashing.to_thumb(Image.fromarray(p)) for p in real_patches(2 * n, size=48, seed=seed)]
+    return np.stack([t for t in out if t.std() > 10][:n])
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_join_probing_the_smaller_side_equals_brute_force(m):
+    rng = np.random.default_rng(m)
+    ref = rng.integers(0, 2**64, size=600, dtype=np.uint64)
+    q = np.repeat(ref, 4)  # more queries than references: the references become the probes
+    for i in range(len(q)):
+        for b in rng.choice(64, size=int(rng.integers(0, 11)), replace=False):
+            q[i] ^= np.uint64(1) << np.uint64(b)
+    want = set(zip(*[x.tolist() for x in neighbors.hamming_join(q, ref, 8, "brute")[:2]]))
+    assert len(want) > 1000
+    qi, rj, d = neighbors.hamming_join(q, ref, 8, f"mih:{m}")
+    assert set(zip(qi.tolist(), rj.tolist())) == want and len(qi) == len(want)
+    assert (np.bitwise_count(q[qi] ^ ref[rj]) == d).all()
+
+
+@pytest.mark.parametrize("min_sim", [-1.0, 0.7])
+def test_blocked_knn_equals_dense_ranking(min_sim):
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(1500, 16)).astype(np.float32)
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    q = r[rng.choice(len(r), 200)] + rng.normal(scale=0.5, size=(3, 200, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    dense = np.max([qv @ r.T for qv in q], axis=0)
+    top = np.argsort(-dense, axis=1)[:, :5]
+    want = {(i, int(j)) for i in range(200) for j in top[i] if dense[i, j] >= min_sim}
+    qi, rj, s = neighbors.knn_join(q, r, 5, min_sim=min_sim, query_block=64, ref_block=256, sample_step=4)
+    assert set(zip(qi.tolist(), rj.tolist())) == want and len(qi) == len(want)
+    assert np.allclose(s, dense[qi, rj], atol=1e-5)
+    assert min_sim < 0 or len(want) < 5 * 200  # the similarity floor did remove some
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    th = _thumbs(40, seed=5)
+    shifted = np.roll(th, 2, axis=2)
+    allt = np.concatenate([th, shifted, th[:, ::-1]]).astype(np.uint8)
+    n = len(th)
+    a = np.concatenate([np.arange(n), np.arange(n), np.arange(n)])
+    b = np.concatenate([np.arange(n) + n, np.arange(n) + 2 * n, np.roll(np.arange(n), 1)])
+    v = np.concatenate([np.zeros(n, int), np.full(n, 2), np.zeros(n, int)])
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("DSAUDIT_THREADS", threads)
+        fin = hashing.finalize({"thumb": allt}, chunk=16)
+        ver = verify.verify_pairs(allt, a, b, v, threshold=0.9, batch=16)
+        out[threads] = (fin, ver)
+    (f1, v1), (f2, v2) = out["1"], out["2"]
+    for k in f1:
+        assert np.array_equal(f1[k], f2[k])
+    one_chunk = hashing.finalize({"thumb": allt}, chunk=4096)
+    for k in f1:
+        assert np.array_equal(f1[k], one_chunk[k])
+    for field in ("similarity", "shift", "zoom", "angle", "stage"):
+        assert np.array_equal(getattr(v1, field), getattr(v2, field))
+    assert (v1.similarity[n:2 * n] > 0.99).all()             # flipped copies match
+    assert (v1.similarity[:n] > 0.9).mean() > 0.8            # rolled copies mostly do
+    assert (v1.similarity[2 * n:] < 0.9).mean() > 0.9   # neighbours in the list mostly do not
