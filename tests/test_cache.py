@@ -2,6 +2,9 @@
 
 import dataclasses
 
+import numpy as np
+from PIL import Image
+
 from dsaudit.config import AuditConfig
 from dsaudit.pipeline import scan
 from imagery import make_split_dataset, real_patches, write_image
@@ -70,3 +73,21 @@ def test_rescan_reuses_memoised_results_and_recomputes_when_data_changes(tmp_pat
     assert changed.memoize("demo", "v2", compute) == 3
     uncached = build(tmp_path / "d", dataclasses.replace(CFG, cache=False))
     assert uncached.memoize("demo", "v2", compute) == 4                    # no cache, no memo
+
+
+def test_rescan_does_not_search_for_near_duplicates_again(tmp_path, monkeypatch):
+    from dsaudit.checks import leakage
+
+    files = make_split_dataset(tmp_path / "d", {"train": {"a": 4}, "val": {"a": 2}}, size=32)
+    write_image(tmp_path / "d" / "val" / "a" / "copy.jpg", np.asarray(Image.open(files["train"]["a"][0])))
+    calls = []
+    real = leakage.near_matches
+    monkeypatch.setattr(leakage, "near_matches", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = dataclasses.replace(CFG, select=("DSA2*",))
+    first = scan(tmp_path / "d", cfg)
+    second = scan(tmp_path / "d", cfg)
+    assert len(calls) == 1
+    assert [f.to_dict() for f in first.findings] == [f.to_dict() for f in second.findings]
+    assert any(f.check_id == "DSA202" for f in second.findings)
+    scan(tmp_path / "d", dataclasses.replace(cfg, leakage=dataclasses.replace(cfg.leakage, near_threshold=6)))
+    assert len(calls) == 2  # other settings: searched again

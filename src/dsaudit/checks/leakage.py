@@ -20,6 +20,7 @@ pairs, positions into ``index.table``), ``artifacts["leakage.effective_counts"]`
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from typing import Any, Iterable
@@ -30,9 +31,14 @@ import pandas as pd
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.config import LeakageConfig
 from dsaudit.findings import Finding, Severity
-from dsaudit.index.hashing import DIHEDRAL_NAMES, shifted_descriptors
+from dsaudit.index.hashing import DIHEDRAL_NAMES, FEATURES_VERSION, shifted_descriptors
+from dsaudit.index.memo import stable_key
 from dsaudit.index.neighbors import dihedral_join, knn_join, thread_limit
 from dsaudit.index.verify import verify_pairs
+
+# Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
+# that memoised matches from earlier scans are not reused.
+MATCHER_VERSION = "1"
 
 MAX_EVIDENCE_PAIRS = 50
 # translations (thumbnail pixels of 32) at which val/test descriptors are also looked up
@@ -244,8 +250,18 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
             ref = min(order[s] for s in set(splits[img_pos]))
         codes = split_rank[img_pos]
         smooth = feats["smooth"][img_pos] if "smooth" in feats else None
-        with thread_limit(ctx.config.resolved_jobs()):  # the search stages use a thread pool
-            near = near_matches(thumbs, phash, desc, codes, cfg, ref_code=ref, timings=near_stats, smooth=smooth)
+        def search() -> pd.DataFrame:
+            with thread_limit(ctx.config.resolved_jobs()):  # the search stages use a thread pool
+                return near_matches(thumbs, phash, desc, codes, cfg, ref_code=ref, timings=near_stats,
+                                    smooth=smooth)
+
+        # A rescan of unchanged data reuses the matches: the key holds everything they depend on
+        # beyond the index fingerprint (feature and matcher versions, the matching settings).
+        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("group_regex", "cluster_warn_ratio")}
+        key = stable_key(FEATURES_VERSION, MATCHER_VERSION, settings, ref, sorted(order.items()))
+        near = ctx.index.memoize("leakage.near", key, search)
+        if not near_stats:
+            near_stats["reused_from_cache"] = 1.0
         sizes = table[["width", "height"]].to_numpy()[img_pos] if len(img_pos) else None
         pixel_keys = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
         for r in near.itertuples(index=False):
