@@ -20,7 +20,6 @@ other verify thresholds (the row -2.00 is the candidate stage alone: its recall 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path

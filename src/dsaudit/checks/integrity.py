@@ -145,7 +145,7 @@ class ExtensionMismatch(Check):
                 + (f", e.g. {grp['path'].iloc[0]}" if len(grp) else "") + ".",
                 paths=grp["path"].tolist(), subject=f"{ext}->{fmt}",
                 evidence={"extension": ext, "format": fmt, "count": int(len(grp)),
-                          "per_class": {f"{s}/{l}" if s else l: int(n) for (s, l), n in per_class.items()}})
+                          "per_class": {f"{s}/{lab}" if s else lab: int(n) for (s, lab), n in per_class.items()}})
 
 
 class MixedColourModes(Check):
@@ -175,8 +175,8 @@ class MixedColourModes(Check):
         share = len(minority) / max(1, len(imgs))
         if share <= ctx.config.integrity.mixed_modes_min_share:
             return
-        per_class = {f"{s}/{l}" if s else l: {str(m): int(n) for m, n in g["mode"].value_counts().items()}
-                     for (s, l), g in imgs.groupby(["split", "label"], sort=True)}
+        per_class = {f"{s}/{lab}" if s else lab: {str(m): int(n) for m, n in g["mode"].value_counts().items()}
+                     for (s, lab), g in imgs.groupby(["split", "label"], sort=True)}
         mix = ", ".join(f"{m} {n}" for m, n in counts.items())
         yield self.finding(
             f"Mixed colour modes: {mix}",

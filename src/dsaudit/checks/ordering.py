@@ -20,6 +20,7 @@ from dsaudit.checks.balance import (class_counts, ordered_splits, pct, samples, 
                                     tail_source, tail_split)
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
+from dsaudit.stats import normal_cdf
 
 DEFAULT_VALIDATION_SPLIT = 0.2
 SAFE_LOADERS = (
@@ -151,8 +152,6 @@ def runs_test(seq: list[Any]) -> dict[str, Any]:
     R = number of runs (maximal blocks of equal values). Under a random order, E[R] = n - sum n_c(n_c-1)/n
     and Var[R] = (sum n_c^2 (sum n_c^2 + n(n+1)) - 2n sum n_c^3 - n^3) / (n^2 (n-1)). Returns R, E, Var,
     z and the one-sided p-value of as few runs as observed (clustering)."""
-    from scipy.stats import norm
-
     n = len(seq)
     runs = 1 + sum(1 for a, b in zip(seq, seq[1:]) if a != b) if n else 0
     counts = np.array(list(pd.Series(seq).value_counts()), dtype=float)
@@ -160,7 +159,7 @@ def runs_test(seq: list[Any]) -> dict[str, Any]:
     expected = n - float((counts * (counts - 1)).sum()) / n if n else 0.0
     var = (s2 * (s2 + n * (n + 1)) - 2 * n * s3 - n ** 3) / (n * n * (n - 1)) if n > 1 else 0.0
     z = (runs - expected) / math.sqrt(var) if var > 0 else 0.0
-    p = float(norm.cdf(z)) if var > 0 else 1.0
+    p = normal_cdf(z) if var > 0 else 1.0
     return {"n": n, "runs": runs, "expected_runs": expected, "variance": var, "z": z, "p_value": p,
             "categories": int(len(counts)), "min_runs": int(len(counts))}
 

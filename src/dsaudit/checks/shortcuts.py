@@ -20,6 +20,7 @@ import pandas as pd
 from dsaudit.checks.balance import ordered_splits, pct, samples, split_name
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
+from dsaudit.stats import chi2_independence
 
 MIN_LEVEL_COUNT = 5     # property levels rarer than this are merged into "other"
 MAX_EXACT_SIZES = 8     # up to this many distinct WxH sizes are kept as they are, else area quartiles
@@ -29,15 +30,13 @@ MIN_SAMPLES = 10
 
 def cramers_v(table: np.ndarray) -> dict[str, float]:
     """Chi-square test of independence plus Cramér's V and its bias-corrected form (Bergsma 2013)."""
-    from scipy.stats import chi2_contingency
-
     table = np.asarray(table, dtype=float)
     table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
     r, k = table.shape
     n = float(table.sum())
     if r < 2 or k < 2 or n < 2:
         return {"chi2": 0.0, "p_value": 1.0, "dof": 0, "cramers_v": 0.0, "cramers_v_corrected": 0.0}
-    chi2, p, dof, _ = chi2_contingency(table, correction=False)
+    chi2, p, dof, _ = chi2_independence(table)
     v = math.sqrt(chi2 / (n * (min(r, k) - 1)))
     phi2 = chi2 / n
     phi2c = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
@@ -146,7 +145,8 @@ class PropertyPredictsLabel(Check):
                 prop_acc = float(ct.max(axis=1).sum() / n)   # predict each level's majority class
                 base_acc = float(ct.sum(axis=0).max() / n)   # always predict the largest class
                 ev = {"split": split_name(split), "property": prop, "samples": n, **stats,
-                      "property_only_accuracy": prop_acc, "majority_baseline_accuracy": base_acc, "table": table, "per_class": per_class,
+                      "property_only_accuracy": prop_acc, "majority_baseline_accuracy": base_acc,
+                  "table": table, "per_class": per_class,
                       "min_cramers_v": cfg.shortcut_min_cramers_v, "p_threshold": cfg.shortcut_p_value}
                 results[f"{split_name(split)}:{prop}"] = ev
                 if not (stats["cramers_v_corrected"] >= cfg.shortcut_min_cramers_v
