@@ -10,6 +10,7 @@ to zero; batch 256 (smaller for tiny subsamples so that an epoch has several ste
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -22,11 +23,35 @@ LARGE_SIZE = 128
 MAX_BATCH = 256
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Send file descriptor 2 to /dev/null while TensorFlow's native libraries load, so a CPU
+    machine's scan is not followed by screens of CUDA and oneDNN notices. Python-level errors
+    still raise normally; only the native start-up chatter is dropped."""
+    if os.environ.get("DSAUDIT_TF_VERBOSE"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def import_tf(threads: int | None = None):
     """Import TensorFlow quietly (no CUDA probing on CPU machines, no info logs)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    import tensorflow as tf  # noqa: PLC0415 - the one lazy TensorFlow import of dsaudit
+    with _quiet_native_stderr():  # the C++ runtime logs before its log level is read
+        import tensorflow as tf  # noqa: PLC0415 - the one lazy TensorFlow import of dsaudit
 
     if threads:
         try:  # only possible before the runtime starts; later calls keep the first setting
