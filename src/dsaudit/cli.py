@@ -143,8 +143,16 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
     factory, progress = _progress_factory(show_progress)
     try:
+        def notify(msg: str) -> None:
+            if quiet:
+                return
+            if progress is not None:  # print above a live progress bar instead of through it
+                progress.console.print(f"dsaudit: {msg}", markup=False, highlight=False)
+            else:
+                sys.stderr.write(f"dsaudit: {msg}\n")
+
         result = scan(root, config, manifest, baseline=baseline, command=command,
-                      thumbnails="html" in chosen, progress=factory)
+                      thumbnails="html" in chosen, progress=factory, notify=notify)
     except (DatasetError, BaselineError) as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -217,9 +225,12 @@ def scan(
                                               "a sample's group (patient, source); group 1 if present."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size to check."),
     val_batch_size: Optional[int] = typer.Option(None, "--val-batch-size", help="Validation/test batch size."),
-    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", help="Upper bound for recommended batch sizes."),
-    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="steps_per_epoch you pass to fit()."),
-    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="validation_steps you pass to fit()."),
+    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size",
+                                                 help="Upper bound for recommended batch sizes."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch",
+                                                  help="steps_per_epoch you pass to fit()."),
+    validation_steps: Optional[int] = typer.Option(None, "--validation-steps",
+                                                   help="validation_steps you pass to fit()."),
     validation_split: Optional[float] = typer.Option(None, "--validation-split", help="Simulate Keras validation_split=F."),
     probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help="Train the probe CNN [default: when "
                                          "cross-split leakage is found and TensorFlow is installed]."),
@@ -338,7 +349,8 @@ def demo(
         build_demo_dataset(target)
         typer.echo(f"Built the demo dataset in {display_path(str(target))}")
         code = run_scan(target, out=out, formats="json,html,junit,md", quiet=quiet,
-                        overrides={"batch.batch_size": 32, "batch.validation_split": 0.2, "probe.mode": "on" if probe else "off",
+                        overrides={"batch.batch_size": 32, "batch.validation_split": 0.2,
+                                   "probe.mode": "on" if probe else "off",
                                    "leakage.group_regex": DEMO_GROUP_REGEX},
                         command="dsaudit demo")
         typer.echo(f"Report: {display_path(str(out / 'report.html'))} (the demo plants flaws on purpose, "

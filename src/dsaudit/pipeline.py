@@ -35,9 +35,10 @@ def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
     return build_index(layout, config, progress=progress)
 
 
-def run_checks(index: DatasetIndex, config: AuditConfig, status: Callable[[str], None] | None = None
+def run_checks(index: DatasetIndex, config: AuditConfig, status: Callable[[str], None] | None = None,
+               notify: Callable[[str], None] | None = None
                ) -> tuple[list[Finding], list[CheckError], CheckContext, dict[str, float]]:
-    ctx = CheckContext(index=index, config=config)
+    ctx = CheckContext(index=index, config=config, notify=notify)
     findings: list[Finding] = []
     errors: list[CheckError] = []
     timings: dict[str, float] = {}
@@ -131,13 +132,14 @@ def make_thumbnails(index: DatasetIndex, findings: list[Finding], limit: int, jo
 def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *,
          baseline: Path | None = None, command: str = "", thumbnails: bool = False,
          progress: ProgressFactory | None = None,
-         status: Callable[[str], None] | None = None) -> ScanResult:
+         status: Callable[[str], None] | None = None,
+         notify: Callable[[str], None] | None = None) -> ScanResult:
     """Run a whole audit and return its result. Raises DatasetError for an unusable root."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     accepted = policy.load_baseline(baseline) if baseline else set()
     index = build(root, config, manifest, progress=progress)
-    findings, errors, ctx, check_timings = run_checks(index, config, status)
+    findings, errors, ctx, check_timings = run_checks(index, config, status, notify)
     findings = policy.apply_overrides(findings, config.severity)
     findings = policy.apply_baseline(findings, accepted)
     findings.sort(key=lambda f: (-int(f.severity), f.check_id, f.key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from dsaudit.config import AuditConfig
 from dsaudit.findings import Finding, Severity
@@ -33,6 +33,7 @@ class CheckContext:
     config: AuditConfig
     artifacts: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
+    notify: Callable[[str], None] | None = None  # tells the user about a long step (the probe)
 
 
 def _doc_section(doc: str, name: str) -> str:

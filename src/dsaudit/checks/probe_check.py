@@ -78,6 +78,9 @@ def probe_result(ctx: CheckContext) -> dict[str, Any]:
         jobs.append(("groups", group_sets))
     out["status"] = "ran"
     out["budget_seconds"] = budget
+    if ctx.notify:
+        ctx.notify(f"training the probe CNN to measure what the leakage costs (up to {budget:.0f} s; "
+                   "--no-probe skips it)")
     results = {}
     started = time.monotonic()
     for i, (name, sets) in enumerate(jobs):
