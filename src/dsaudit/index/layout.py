@@ -18,6 +18,7 @@ recorded as a :class:`WalkIssue` for the integrity checks to turn into findings.
 from __future__ import annotations
 
 import csv
+import io as io_module
 import os
 import stat
 from dataclasses import asdict, dataclass, field
@@ -298,31 +299,28 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
     return Layout(kind, root, splits, split_folders, classes, entries, issues)
 
 
-def _from_manifest(root: Path | None, manifest: Path) -> Layout:
-    if not manifest.is_file():
-        raise DatasetError(f"manifest not found or not a file: {display_path(str(manifest))}")
-    base = manifest.resolve().parent
-    root = check_root(root) if root is not None else base
+def parse_manifest(text: str, name: str) -> list[dict[str, str]]:
+    """Rows of a manifest's CSV text (header names lower-cased); DatasetError when it is unusable."""
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-            if "path" not in header or "label" not in header:
-                raise DatasetError(f"manifest {display_path(str(manifest))} needs columns 'path' and "
-                                   f"'label' (found: {', '.join(header) or 'no header'})")
-            reader.fieldnames = header
-            rows = list(reader)
-    except UnicodeDecodeError:
-        raise DatasetError(f"manifest {display_path(str(manifest))} is not UTF-8 text") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read manifest {display_path(str(manifest))}: {exc.strerror or exc}") from None
+        reader = csv.DictReader(io_module.StringIO(text, newline=""))
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if "path" not in header or "label" not in header:
+            raise DatasetError(f"manifest {name} needs columns 'path' and 'label' "
+                               f"(found: {', '.join(header) or 'no header'})")
+        reader.fieldnames = header
+        return list(reader)
     except csv.Error as exc:
-        raise DatasetError(f"manifest {display_path(str(manifest))} is not valid CSV: {exc}") from None
+        raise DatasetError(f"manifest {name} is not valid CSV: {exc}") from None
+
+
+def manifest_layout(rows: list[dict[str, str]], name: str, root, locate) -> Layout:
+    """The Layout of manifest rows, shared by local and remote manifests.
+
+    `locate(raw_path)` returns (path to open, path relative to the root for display, exists)."""
     issues: list[WalkIssue] = []
     entries: list[FileEntry] = []
     classes: dict[str, list[str]] = {}
     split_folders: dict[str, list[str]] = {}
-    root_real = os.path.realpath(root)
     for i, row in enumerate(rows, start=2):  # line 1 is the header
         raw_path = (row.get("path") or "").strip()
         label = (row.get("label") or "").strip()
@@ -335,11 +333,8 @@ def _from_manifest(root: Path | None, manifest: Path) -> Layout:
             issues.append(WalkIssue("unknown_split_value", f"line {i}",
                                     f"split {raw_split!r} is not train/val/test; row not scanned"))
             continue
-        full = raw_path if os.path.isabs(raw_path) else os.path.join(base, raw_path)
-        real = os.path.realpath(full)
-        rel = os.path.relpath(real if real.startswith(root_real + os.sep) else full, root)
-        rel = display_path(rel).replace(os.sep, "/")
-        if not os.path.isfile(full):
+        full, rel, exists = locate(raw_path)
+        if not exists:
             issues.append(WalkIssue("manifest_missing", rel, f"line {i}: file not found", split, label))
             continue
         split_folders.setdefault(split, [raw_split])
@@ -347,7 +342,7 @@ def _from_manifest(root: Path | None, manifest: Path) -> Layout:
             classes[split].append(label)
         entries.append(FileEntry(rel, full, split, label, (row.get("group") or "").strip(), len(entries)))
     if not entries:
-        raise DatasetError(f"manifest {display_path(str(manifest))} lists no existing files")
+        raise DatasetError(f"manifest {name} lists no existing files")
     for split in classes:
         classes[split].sort()
     present = set(split_folders)
@@ -355,8 +350,30 @@ def _from_manifest(root: Path | None, manifest: Path) -> Layout:
         splits = [""]
     else:
         splits = [s for s in SPLIT_ORDER if s in present] + ([""] if "" in present else [])
-    return Layout("manifest", root, splits, split_folders, classes, entries, issues,
-                  manifest=display_path(str(manifest)))
+    return Layout("manifest", root, splits, split_folders, classes, entries, issues, manifest=name)
+
+
+def _from_manifest(root: Path | None, manifest: Path) -> Layout:
+    name = display_path(str(manifest))
+    if not manifest.is_file():
+        raise DatasetError(f"manifest not found or not a file: {name}")
+    base = manifest.resolve().parent
+    root = check_root(root) if root is not None else base
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DatasetError(f"manifest {name} is not UTF-8 text") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read manifest {name}: {exc.strerror or exc}") from None
+    root_real = os.path.realpath(root)
+
+    def locate(raw_path: str) -> tuple[str, str, bool]:
+        full = raw_path if os.path.isabs(raw_path) else os.path.join(base, raw_path)
+        real = os.path.realpath(full)
+        rel = os.path.relpath(real if real.startswith(root_real + os.sep) else full, root)
+        return full, display_path(rel).replace(os.sep, "/"), os.path.isfile(full)
+
+    return manifest_layout(parse_manifest(text, name), name, root, locate)
 
 
 def issue_dict(issue: WalkIssue) -> dict:

@@ -20,7 +20,6 @@ never reads, prints or stores them; error messages are the store's, minus nothin
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import io as _io
@@ -29,7 +28,7 @@ import threading
 from typing import Any
 
 from dsaudit.index.layout import (SPLIT_ALIASES, SPLIT_ORDER, DatasetError, FileEntry, Layout, WalkIssue,
-                                  is_hidden_or_system)
+                                  is_hidden_or_system, manifest_layout, parse_manifest)
 
 # Which pip extra provides each protocol, for a clear message when it is missing.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
@@ -436,16 +435,7 @@ def _from_manifest(root_url: str | None, manifest_url: str) -> Layout:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DatasetError(f"manifest {manifest_url} is not UTF-8 text") from None
-    try:
-        reader = csv.DictReader(_io.StringIO(text, newline=""))
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if "path" not in header or "label" not in header:
-            raise DatasetError(f"manifest {manifest_url} needs columns 'path' and 'label' "
-                               f"(found: {', '.join(header) or 'no header'})")
-        reader.fieldnames = header
-        rows = list(reader)
-    except csv.Error as exc:
-        raise DatasetError(f"manifest {manifest_url} is not valid CSV: {exc}") from None
+    rows = parse_manifest(text, manifest_url)
     protocol, _ = _split_url(manifest_url)
     base_url = manifest_url.rsplit("/", 1)[0]
     root = (root_url or base_url).rstrip("/")
@@ -459,47 +449,18 @@ def _from_manifest(root_url: str | None, manifest_url: str) -> Layout:
     for key, info in listing.items():
         present.add(key.rstrip("/"))
         _remember(f"{protocol}://{key.rstrip('/')}", int(info.get("size") or 0), version_stamp(info))
-    issues: list[WalkIssue] = []
-    entries: list[FileEntry] = []
-    classes: dict[str, list[str]] = {}
-    split_folders: dict[str, list[str]] = {}
-    for i, row in enumerate(rows, start=2):
-        raw_path = (row.get("path") or "").strip()
-        label = (row.get("label") or "").strip()
-        if not raw_path or not label:
-            issues.append(WalkIssue("manifest_bad_row", f"line {i}", "empty path or label"))
-            continue
-        raw_split = (row.get("split") or "").strip()
-        split = SPLIT_ALIASES.get(raw_split.lower(), None) if raw_split else ""
-        if split is None:
-            issues.append(WalkIssue("unknown_split_value", f"line {i}",
-                                    f"split {raw_split!r} is not train/val/test; row not scanned"))
-            continue
+
+    def locate(raw_path: str) -> tuple[str, str, bool]:
         full = raw_path if "://" in raw_path else posixpath.normpath(f"{base_url}/{raw_path}").replace(":/", "://", 1)
         rel = full[len(root) + 1:] if full.startswith(root + "/") else full
-        key = _split_url(full)[1]
-        exists = key in present
-        if not exists and not (listing and full.startswith(base_url + "/")):
-            try:
-                stat(full)
-                exists = True
-            except OSError:
-                exists = False
-        if not exists:
-            issues.append(WalkIssue("manifest_missing", rel, f"line {i}: file not found", split, label))
-            continue
-        split_folders.setdefault(split, [raw_split])
-        if label not in classes.setdefault(split, []):
-            classes[split].append(label)
-        entries.append(FileEntry(rel, full, split, label, (row.get("group") or "").strip(), len(entries)))
-    if not entries:
-        raise DatasetError(f"manifest {manifest_url} lists no existing files")
-    for split in classes:
-        classes[split].sort()
-    present_splits = set(split_folders)
-    if present_splits == {""}:
-        splits = [""]
-    else:
-        splits = [s for s in SPLIT_ORDER if s in present_splits] + ([""] if "" in present_splits else [])
-    return Layout("manifest", root, splits, split_folders, classes, entries, issues,  # type: ignore[arg-type]
-                  manifest=manifest_url)
+        if _split_url(full)[1] in present:
+            return full, rel, True
+        if listing and full.startswith(base_url + "/"):
+            return full, rel, False  # under the listed prefix but not listed: missing
+        try:
+            stat(full)
+            return full, rel, True
+        except OSError:
+            return full, rel, False
+
+    return manifest_layout(rows, manifest_url, root, locate)
