@@ -181,3 +181,25 @@ def test_unrelated_ct_slices_from_different_papers_do_not_match(covid_ct, tmp_pa
 def _mk(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def test_jpeg_copy_of_small_low_contrast_image_is_found(tmp_path):
+    """A 32x32 low-contrast patch re-encoded as JPEG (q 60-65): its band-pass detail is mostly
+    compression noise (detail similarity ~0.7-0.8), its pHash moves by >= 12 bits, yet its pixels
+    stay within about a grey level. Unrelated low-contrast patches in val stay clean."""
+    pats = real_patches(12, size=32, seed=0)
+    grey = [np.asarray(Image.fromarray(p).convert("L"), float).std() for p in pats]
+    assert 5 < grey[1] < 10 and 5 < grey[3] < 10 and grey[5] < 5 and grey[7] < 5
+    train = [0, 1, 2, 3, 4, 6, 8, 9, 10, 11]
+    for i in train:
+        write_image(tmp_path / "train" / ("a" if i % 2 else "b") / f"t{i:02d}.png", pats[i])
+    write_image(tmp_path / "val" / "a" / "copy1.jpg", pats[1], quality=60)
+    write_image(tmp_path / "val" / "a" / "copy3.jpg", pats[3], quality=65)
+    for i in (5, 7):  # unrelated, low contrast
+        write_image(tmp_path / "val" / "b" / f"clean{i}.png", pats[i])
+    result = scan(tmp_path, _config())
+    pairs = _pairs(result, "DSA202")
+    assert {frozenset(p) for p in pairs} == {frozenset(("train/a/t01.png", "val/a/copy1.jpg")),
+                                             frozenset(("train/a/t03.png", "val/a/copy3.jpg"))}
+    flagged = {p for f in result.findings if f.check_id in LEAK_IDS for p in f.paths}
+    assert not {"val/b/clean5.png", "val/b/clean7.png"} & flagged

@@ -38,7 +38,11 @@ from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "1"
+MATCHER_VERSION = "3"
+# a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
+# CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
+CLOSE_RMS = 1.5
+CLOSE_RATIO = 0.3
 
 MAX_EVIDENCE_PAIRS = 50
 # translations (thumbnail pixels of 32) at which val/test descriptors are also looked up
@@ -116,10 +120,25 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     timings["candidates"] = float(len(a))
     need = np.where(ver.stage >= 2, max(cfg.search_threshold, cfg.verify_threshold), cfg.verify_threshold)
     need = need + smooth_boost(smooth, a, b, dist, cfg)
-    ok = ver.similarity >= need if not keep_all else np.ones(len(a), bool)
+    # Pixel-close pairs: at zero shift (no search, so no multiple-comparison allowance) the thumbnails
+    # differ by about a grey level, a small fraction of their contrast. That is what JPEG does to a
+    # small, low-contrast image, whose band-pass detail is then mostly compression noise.
+    close = (ver.rms <= CLOSE_RMS) & (ver.rms <= CLOSE_RATIO * ver.contrast)
+    by_close = close & (ver.similarity < need)
+    if by_close.any():  # report the zero-shift alignment that confirmed them
+        ver.shift[by_close] = 0
+        ver.zoom[by_close] = 1.0
+        ver.angle[by_close] = 0.0
+        ver.stage[by_close] = 0
+    ok = (ver.similarity >= need) | close if not keep_all else np.ones(len(a), bool)
+    # For pairs confirmed as pixel-close, report a pixel-level similarity (1 - RMS/contrast) rather
+    # than the band-pass detail correlation that was mostly compression noise for them.
+    similarity = ver.similarity.astype(float).copy()
+    pixel_sim = 1.0 - ver.rms / np.maximum(ver.contrast, 1e-6)
+    similarity[by_close] = np.maximum(similarity[by_close], pixel_sim[by_close])
     out = pd.DataFrame({
         "a": a[ok], "b": b[ok],
-        "distance": dist[ok], "similarity": ver.similarity[ok].astype(float),
+        "distance": dist[ok], "similarity": similarity[ok],
         "variant": v[ok], "zoom": ver.zoom[ok], "shift_y": ver.shift[ok, 0], "shift_x": ver.shift[ok, 1],
         "angle": ver.angle[ok], "source": np.where(src[ok] == 0, "hash", "knn"), "stage": ver.stage[ok],
     })

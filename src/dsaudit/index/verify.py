@@ -42,6 +42,8 @@ class Verified:
     zoom: np.ndarray         # (P,) >1: the query shows a zoomed-in crop of the reference; <1: the other way round
     angle: np.ndarray        # (P,) degrees
     stage: np.ndarray        # (P,) 0: zero shift, 1: integer shift, 2: zoom/rotation/sub-pixel search
+    rms: np.ndarray          # (P,) RMS grey-level difference of the oriented thumbnails at zero shift
+    contrast: np.ndarray     # (P,) larger grey-level standard deviation of the two thumbnails
 
 
 def _gauss_kernel(sigma: float) -> np.ndarray:
@@ -224,8 +226,10 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     stage = np.zeros(p, np.int8)
     zza = np.ones(p, np.float32)
     zzb = np.ones(p, np.float32)
+    rms = np.zeros(p, np.float32)
+    contrast = np.zeros(p, np.float32)
     if p == 0:
-        return Verified(sim, shift, zoom, angle, stage)
+        return Verified(sim, shift, zoom, angle, stage, rms, contrast)
     combos = _full_combos(zooms, angles)
 
     def run_batch(s: int) -> None:
@@ -237,6 +241,10 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             m = vb == k
             if k:
                 tb[m] = apply_dihedral(tb[m], int(k))
+        # raw closeness at zero shift: on small, low-contrast images JPEG noise swamps the detail
+        # band while the pixels stay within a grey level or so (the caller decides with it)
+        rms[sl] = np.sqrt(((ta - tb) ** 2).mean(axis=(1, 2)))
+        contrast[sl] = np.maximum(ta.std(axis=(1, 2)), tb.std(axis=(1, 2)))
         da, db = detail(ta), detail(tb)
         # (A) zero shift
         s0 = (_unit(da) * _unit(db)).sum(axis=1)
@@ -292,7 +300,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     n_workers = workers()
     with blas_threads(1):
         parallel_map(run_batch, list(range(0, p, batch)), n_workers)
-    return Verified(sim, shift, zoom, angle, stage)
+    return Verified(sim, shift, zoom, angle, stage, rms, contrast)
 
 
 def _sample(imgs: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
