@@ -25,6 +25,11 @@ def _where(row) -> str:
     return f"{row.split}/{row.label}" if row.split else row.label
 
 
+def _size_examples(rows) -> list[dict]:
+    return [{"path": r.path, "width": int(r.width), "height": int(r.height)}
+            for r in rows.head(EXAMPLES).itertuples()]
+
+
 def _issues(ctx: CheckContext, *kinds: str):
     return [i for i in ctx.index.layout.issues if i.kind in kinds]
 
@@ -212,8 +217,7 @@ class TinyImage(Check):
                 f"({tiny['width'].iloc[0]}x{tiny['height'].iloc[0]}).",
                 paths=tiny["path"].tolist(), subject="tiny",
                 evidence={"min_side": limit, "count": int(len(tiny)),
-                          "examples": [{"path": r.path, "width": int(r.width), "height": int(r.height)}
-                                       for r in tiny.head(EXAMPLES).itertuples()]})
+                          "examples": _size_examples(tiny)})
 
 
 class ExtremeAspectRatio(Check):
@@ -242,8 +246,7 @@ class ExtremeAspectRatio(Check):
                 f"{odd['path'].iloc[0]} ({odd['width'].iloc[0]}x{odd['height'].iloc[0]}).",
                 paths=odd["path"].tolist(), subject="aspect",
                 evidence={"max_aspect_ratio": limit, "count": int(len(odd)),
-                          "examples": [{"path": r.path, "width": int(r.width), "height": int(r.height)}
-                                       for r in odd.head(EXAMPLES).itertuples()]})
+                          "examples": _size_examples(odd)})
 
 
 class DecompressionBomb(Check):

@@ -207,6 +207,18 @@ class _UnionFind:
         return out
 
 
+def _components(pairs: pd.DataFrame, n: int) -> list[list[int]]:
+    """Groups of table rows joined by the given pairs (connected components of size >= 2), each
+    sorted, ordered by their first row."""
+    if not len(pairs):
+        return []
+    uf = _UnionFind(n)
+    for a, b in zip(pairs["a"].to_numpy(), pairs["b"].to_numpy()):
+        uf.union(int(a), int(b))
+    members = np.unique(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()]))
+    return sorted((sorted(g) for g in uf.groups(members).values() if len(g) > 1), key=lambda g: g[0])
+
+
 def _exact_pairs(keys: pd.Series, positions: np.ndarray, split_rank: np.ndarray) -> list[tuple[int, int]]:
     """Star pairs inside each group of equal keys: every member with the group's representative
     (the first member of the earliest split, so train copies are the reference)."""
@@ -308,12 +320,7 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
             PAIR_COLUMNS, ("int64", "int64", "object", "float64", "float64", "object", "bool", "bool"))})
     pairs = pairs[list(PAIR_COLUMNS)]
 
-    uf = _UnionFind(n)
-    for a, b in zip(pairs["a"].to_numpy(), pairs["b"].to_numpy()):
-        uf.union(int(a), int(b))
-    members = np.unique(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()])) if len(pairs) else []
-    components = [sorted(g) for g in uf.groups(members).values() if len(g) > 1]
-    components.sort(key=lambda g: g[0])
+    components = _components(pairs, n)
 
     # effective counts: duplicates inside one (split, label) count once
     uf_in = _UnionFind(n)
@@ -415,11 +422,7 @@ class ExactDuplicateLeak(Check):
         exact = pairs[pairs["kind"].isin(["bytes", "pixels"])]
         if not len(exact):
             return
-        uf = _UnionFind(len(table))
-        for a, b in zip(exact["a"], exact["b"]):
-            uf.union(int(a), int(b))
-        members = np.unique(np.concatenate([exact["a"].to_numpy(), exact["b"].to_numpy()]))
-        for group in sorted((sorted(g) for g in uf.groups(members).values()), key=lambda g: g[0]):
+        for group in _components(exact, len(table)):
             if len({splits[g] for g in group}) < 2:
                 continue
             gp = _group_pairs(exact, group).sort_values("cross_split", ascending=False, kind="stable")
@@ -535,11 +538,7 @@ class DuplicatesWithinSplit(Check):
             return
         for split in sorted(set(splits[within["a"]])):
             sp = within[splits[within["a"]] == split]
-            uf = _UnionFind(len(table))
-            for a, b in zip(sp["a"], sp["b"]):
-                uf.union(int(a), int(b))
-            members = np.unique(np.concatenate([sp["a"].to_numpy(), sp["b"].to_numpy()]))
-            clusters = sorted((sorted(g) for g in uf.groups(members).values()), key=lambda g: g[0])
+            clusters = _components(sp, len(table))
             classes = {lab: v for (s, lab), v in eff.items() if s == split}
             low = {lab: v for lab, v in classes.items() if v["raw"] and v["effective"] / v["raw"] < ratio}
             files = sorted({g for c in clusters for g in c})

@@ -14,13 +14,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
+from dsaudit.index.io import is_remote
+
 ProgressFn = Callable[[int], None]
 
 
 def _run_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     first = items[0] if items else None
-    if isinstance(first, tuple) and first and isinstance(first[0], str) and "://" in first[0] \
-            and not first[0].startswith("file://"):
+    if isinstance(first, tuple) and first and isinstance(first[0], str) and is_remote(first[0]):
         from dsaudit.index import remote  # remote objects: fetch the batch concurrently
 
         return remote.run_batch(func, items)
