@@ -85,6 +85,8 @@ def test_usage_errors_are_exit_2(data, tmp_path):
     assert run("scan", data, "-o", tmp_path / "o", "--validation-split", "1.5").exit_code == 2
     assert run("scan", data, "-o", tmp_path / "o", "--group-regex", "(").exit_code == 2
     assert run("scan").exit_code == 2
+    result = run("scan", "--manifest", tmp_path / "missing.csv", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "manifest not found" in result.output
 
 
 def test_reports_are_never_written_inside_the_dataset(data):

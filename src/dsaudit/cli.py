@@ -123,6 +123,8 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     from dsaudit.index.io import is_remote
 
     remote = any(isinstance(p, str) and is_remote(p) for p in (root, manifest))
+    if manifest is not None and not remote and not Path(manifest).is_file():
+        raise UsageError(f"manifest not found or not a file: {display_path(str(manifest))}")
     if remote and root is None:
         raise UsageError("a remote --manifest needs the dataset ROOT URL too (paths are resolved against it)")
     data_root = Path(str(root).rstrip("/").rsplit("/", 1)[-1]) if remote else (
