@@ -71,3 +71,110 @@ def test_verify_aligns_shift_and_flip_but_rejects_other_images():
     assert (v_flip.similarity > 0.99).all()
     other = verify.verify_pairs(allt, a, np.roll(a, 1), np.zeros(n, int), threshold=0.9)
     assert (other.similarity < 0.8).all()
+
+
+def _wide_scenes(n: int, seed: int = 0) -> list[Image.Image]:
+    """Non-square (96x64) real photo windows with grey detail."""
+    out = []
+    for p in real_patches(40, size=96, seed=seed):
+        im = Image.fromarray(p).crop((0, 16, 96, 80))
+        if np.asarray(im.convert("L")).std() > 20:
+            out.append(im)
+    return out[:n]
+
+
+@pytest.mark.parametrize("kind", ["rotate7", "crop_w10_h3"])
+def test_affine_stage_confirms_rotations_and_unequal_crops(kind):
+    """A 7-degree rotation of a non-square image (a rotation plus shear in the square thumbnail) and
+    a crop taking 10% of the width but 3% of the height (an aspect change) fall between the
+    discrete search's grid points; the affine fit confirms them, and only them."""
+    scenes = _wide_scenes(8, seed=5)
+    assert len(scenes) == 8
+    if kind == "rotate7":
+        copies = [s.rotate(7, resample=Image.Resampling.BILINEAR) for s in scenes]
+    else:
+        copies = [s.crop((6, 1, 96 - 4, 64 - 1)) for s in scenes]
+    th = np.stack([hashing.to_thumb(im) for im in scenes + copies])
+    n = len(scenes)
+    a = np.arange(n)
+    ver = verify.verify_pairs(th, a, a + n, np.zeros(n, int), threshold=0.9, search_threshold=0.94)
+    without = verify.verify_pairs(th, a, a + n, np.zeros(n, int), threshold=0.9, search_threshold=0.94,
+                                  refine_floor=2.0)  # no affine stage: the discrete search alone
+    confirmed = ver.similarity >= 0.94
+    assert confirmed.sum() >= 6 and confirmed.sum() > (without.similarity >= 0.94).sum(), ver.similarity
+    if kind == "rotate7":
+        # reported as a rotation (in the squashed thumbnail a 7-degree turn of a 3:2 image reads as 4-8)
+        assert ((np.abs(ver.angle[confirmed]) >= 3) & (np.abs(ver.angle[confirmed]) <= 9)).all(), ver.angle
+    other = verify.verify_pairs(th, a, np.roll(a, 1) + n, np.zeros(n, int), threshold=0.9, search_threshold=0.94)
+    assert (other.similarity < 0.9).all(), other.similarity
+
+
+def test_affine_fit_recovers_a_known_map_and_plausible_rejects_wild_ones():
+    th = _thumbs(6, seed=7).astype(np.float32)
+    big = np.pad(th, ((0, 0), (6, 6), (6, 6)), mode="reflect")
+    moved = np.stack([np.asarray(Image.fromarray(b).rotate(5, resample=Image.Resampling.BILINEAR))
+                      for b in big])[:, 7:39, 4:36]        # rotated by 5 degrees, shifted (+1, -2)
+    da, db = verify.detail(th), verify.detail(moved)
+    eye = np.broadcast_to(np.eye(2, dtype=np.float32), (len(th), 2, 2)).copy()
+    ncc0, _, _ = verify.align_affine(da, db, eye, np.zeros((len(th), 2), np.float32), iters=0)
+    ncc, m, t = verify.align_affine(da, db, eye, np.zeros((len(th), 2), np.float32))
+    zoom, ang = verify._describe(m)
+    assert (ncc > 0.85).all() and np.median(ncc) > 0.95 and (ncc > ncc0 + 0.1).all()
+    assert (np.abs(np.abs(ang) - 5) < 1.0).all() and (np.abs(zoom - 1) < 0.03).all()
+    assert verify.plausible(m, t).all()
+    wild = np.array([[[1.5, 0.0], [0.0, 0.9]], [[0.9, 0.5], [-0.5, 0.9]], [[1.0, 0.4], [0.0, 1.0]]], np.float32)
+    assert not verify.plausible(wild, np.zeros((3, 2), np.float32)).any()
+    assert not verify.plausible(eye[:1], np.array([[9.0, 0.0]], np.float32)).any()
+
+
+def test_whitening_is_fitted_on_references_and_returns_unit_vectors():
+    from dsaudit.checks.leakage import Whitening
+
+    desc = hashing.descriptors(_thumbs(12, seed=1))
+    few = Whitening.fit(desc)                       # fewer images than dimensions: centring only
+    assert np.allclose(few.matrix, np.eye(64))
+    rng = np.random.default_rng(0)
+    many = rng.normal(size=(500, 64)).astype(np.float32) * np.linspace(5, 0.1, 64, dtype=np.float32)
+    w = Whitening.fit(many)
+    z = w(many)
+    assert np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-4)
+    # the strongest direction is damped relative to the weakest, deterministically
+    before = ((many - many.mean(0)) ** 2).mean(0)
+    after = (((many - many.mean(0)) @ w.matrix) ** 2).mean(0)
+    assert after.max() / after.min() < 0.1 * before.max() / before.min()
+    assert np.array_equal(w.matrix, Whitening.fit(many).matrix)
+
+
+def test_cropped_and_rotated_ct_copies_are_found_among_lookalike_slices(covid_ct):
+    """Real CT slices look alike at 32 px; crops of unequal width/height fractions and small
+    rotations must still be found (k-NN on whitened descriptors, then the affine fit)."""
+    from dsaudit.checks.leakage import near_matches
+    from dsaudit.config import LeakageConfig
+
+    files = sorted(p for p in covid_ct.rglob("*") if p.suffix.lower() in (".png", ".jpg"))[::2][:300]
+    imgs = []
+    for p in files:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            im.thumbnail((256, 256))
+            imgs.append(im.copy())
+    rng = np.random.default_rng(0)
+    src = rng.choice(len(imgs), size=40, replace=False)
+    copies = []
+    for k, i in enumerate(src):
+        w, h = imgs[i].size
+        if k % 2:
+            fx, fy = rng.uniform(0.04, 0.10, size=2)
+            copies.append(imgs[i].crop((int(w * fx / 2), int(h * fy / 3), w - int(w * fx / 2), h - int(h * fy * 2 / 3))))
+        else:
+            ang = float(rng.uniform(3, 10)) * (1 if k % 4 else -1)
+            copies.append(imgs[i].rotate(ang, resample=Image.Resampling.BILINEAR))
+    th = np.stack([hashing.to_thumb(im) for im in imgs + copies])
+    feats = hashing.finalize({"thumb": th})
+    codes = np.array([0] * len(imgs) + [1] * len(copies))
+    m = near_matches(th, feats["phash"], feats["desc"], codes, LeakageConfig(), smooth=feats["smooth"])
+    pairs = set(zip(np.minimum(m.a, m.b).tolist(), np.maximum(m.a, m.b).tolist()))
+    found = np.mean([(int(i), len(imgs) + k) in pairs for k, i in enumerate(src)])
+    assert found >= 0.9, found
+    wrong = [(a, b) for a, b in pairs if b >= len(imgs) and a < len(imgs) and a != src[b - len(imgs)]]
+    assert len(wrong) <= 2, wrong   # COVID-CT holds a few real duplicates of its own

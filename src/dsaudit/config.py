@@ -47,9 +47,9 @@ class LeakageConfig:
     verify_threshold: float = 0.90        # min aligned similarity (detail NCC, shift <= 5/32) to confirm a pair
     search_threshold: float = 0.94        # ...stricter when the match needed a zoom/rotation/sub-pixel search
     smooth_boost: float = 0.06            # ...and this much stricter for smooth, upscaled low-detail images
-    knn: int = 5                          # nearest train neighbours per val/test image checked (0: off)
-    knn_min_similarity: float = 0.5       # descriptor cosine below which a k-NN candidate is not verified
-    knn_shifts: bool = True               # score train images at the best of 5 query shifts (0, +-3 px)
+    knn: int = 8                          # nearest train neighbours per val/test image checked (0: off)
+    knn_min_similarity: float = 0.3       # whitened-descriptor cosine below which a k-NN candidate is not verified
+    knn_shifts: bool = True               # score train images at the best of 9 query shifts (3x3 grid, 0/+-2 px)
     knn_max_pairs: float = 5e10           # skip the k-NN candidates when queries x references x shifts exceeds this
     group_regex: str = ""                 # regex on the relative path; group(1) or the match is the group
     cluster_warn_ratio: float = 0.8       # warn when effective/raw count of a class falls below this

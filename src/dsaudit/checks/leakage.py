@@ -38,15 +38,20 @@ from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "3"
+MATCHER_VERSION = "4"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
 CLOSE_RATIO = 0.3
 
 MAX_EVIDENCE_PAIRS = 50
-# translations (thumbnail pixels of 32) at which val/test descriptors are also looked up
-KNN_SHIFTS = ((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3))
+# translations (thumbnail pixels of 32) at which val/test descriptors are also looked up: a 3x3
+# grid, since real shifts move both ways at once (an axis-only set missed 13% of CT shifts in top 5)
+KNN_SHIFTS = tuple((dy, dx) for dy in (0, -2, 2) for dx in (0, -2, 2))
+# partial whitening of the k-NN descriptors (eigenvalue ** -WHITEN_POWER): directions that every
+# image of the dataset shares (the body outline of all CT slices) stop dominating the ranking
+WHITEN_POWER = 0.25
+WHITEN_DIMS = 64
 PAIR_COLUMNS = ("a", "b", "kind", "distance", "similarity", "transform", "cross_split", "same_label")
 
 # what was done to the reference to obtain the query, for query variant k (inverse of variant k)
@@ -61,6 +66,35 @@ def _variant_name(k: int) -> str:
 # ------------------------------------------------------------------------------------------
 # Matching on arrays (also used by benchmarks/leakage_recall.py)
 # ------------------------------------------------------------------------------------------
+
+class Whitening:
+    """Partial PCA whitening of descriptors, fitted on the reference images of one scan.
+
+    The coarse descriptor of two unrelated images of one kind (CT slices, satellite tiles) is
+    dominated by what all of them share; dividing each principal direction by the fourth root of
+    its variance lets the individual content rank the neighbours (on COVID-CT, the share of
+    cropped copies whose source is among the 5 nearest went from 87% to 96%). Deterministic: a
+    64x64 covariance and its eigendecomposition."""
+
+    def __init__(self, mean: np.ndarray, matrix: np.ndarray):
+        # matrix: (64, d) projection onto the d strongest principal directions, rescaled
+        self.mean, self.matrix = mean, matrix
+
+    @classmethod
+    def fit(cls, desc: np.ndarray) -> "Whitening":
+        x = desc.astype(np.float64)
+        mean = x.mean(axis=0)
+        if len(x) < 2 * x.shape[1]:  # too few images for a stable covariance: centre only
+            return cls(mean.astype(np.float32), np.eye(x.shape[1], dtype=np.float32))
+        w, v = np.linalg.eigh(np.cov((x - mean).T))
+        w = np.maximum(w, 0) + 1e-3 * max(float(w.max()), 1e-12)
+        keep = np.argsort(w)[::-1][:WHITEN_DIMS]
+        return cls(mean.astype(np.float32), (v[:, keep] * w[keep] ** -WHITEN_POWER).astype(np.float32))
+
+    def __call__(self, desc: np.ndarray) -> np.ndarray:
+        z = (desc - self.mean) @ self.matrix
+        return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
+
 
 def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
                  cfg: LeakageConfig, ref_code: int | None = 0,
@@ -94,9 +128,10 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
         queries = np.nonzero(split_code != ref_code)[0]
         shifts = KNN_SHIFTS if cfg.knn_shifts else ((0, 0),)
         if len(refs) and len(queries) and len(refs) * len(queries) * len(shifts) <= cfg.knn_max_pairs:
-            qd = np.stack([desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx)
+            white = Whitening.fit(desc[refs])
+            qd = np.stack([white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
                            for dy, dx in shifts])
-            q, r, _ = knn_join(qd, desc[refs], cfg.knn, min_sim=cfg.knn_min_similarity)
+            q, r, _ = knn_join(qd, white(desc[refs]), cfg.knn, min_sim=cfg.knn_min_similarity)
             ka, kb = refs[r], queries[q]
     timings["knn_search"] = time.perf_counter() - t0
 
