@@ -47,6 +47,7 @@ class LeakageConfig:
     verify_threshold: float = 0.90        # min aligned similarity (detail NCC, shift <= 5/32) to confirm a pair
     search_threshold: float = 0.94        # ...stricter when the match needed a zoom/rotation/sub-pixel search
     smooth_boost: float = 0.06            # ...and this much stricter for smooth, upscaled low-detail images
+    min_isotropy: float = 0.55            # shifted/searched matches need detail in more than one direction
     knn: int = 8                          # nearest train neighbours per val/test image checked (0: off)
     knn_min_similarity: float = 0.3       # whitened-descriptor cosine below which a k-NN candidate is not verified
     knn_shifts: bool = True               # score train images at the best of 9 query shifts (3x3 grid, 0/+-2 px)

@@ -38,7 +38,7 @@ from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "4"
+MATCHER_VERSION = "5"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -84,8 +84,8 @@ class Whitening:
     def fit(cls, desc: np.ndarray) -> "Whitening":
         x = desc.astype(np.float64)
         mean = x.mean(axis=0)
-        if len(x) < 2 * x.shape[1]:  # too few images for a stable covariance: centre only
-            return cls(mean.astype(np.float32), np.eye(x.shape[1], dtype=np.float32))
+        if len(x) < 2 * x.shape[1]:  # too few images for a stable covariance (or even a mean): as is
+            return cls(np.zeros(x.shape[1], np.float32), np.eye(x.shape[1], dtype=np.float32))
         w, v = np.linalg.eigh(np.cov((x - mean).T))
         w = np.maximum(w, 0) + 1e-3 * max(float(w.max()), 1e-12)
         keep = np.argsort(w)[::-1][:WHITEN_DIMS]
@@ -155,6 +155,8 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     timings["candidates"] = float(len(a))
     need = np.where(ver.stage >= 2, max(cfg.search_threshold, cfg.verify_threshold), cfg.verify_threshold)
     need = need + smooth_boost(smooth, a, b, dist, cfg)
+    # the aperture problem: a shift or search lines up any two single-edge images (verify.isotropy)
+    need = np.where((ver.stage >= 1) & (ver.isotropy < cfg.min_isotropy), np.inf, need)
     # Pixel-close pairs: at zero shift (no search, so no multiple-comparison allowance) the thumbnails
     # differ by about a grey level, a small fraction of their contrast. That is what JPEG does to a
     # small, low-contrast image, whose band-pass detail is then mostly compression noise.

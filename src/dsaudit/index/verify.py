@@ -49,6 +49,7 @@ class Verified:
     stage: np.ndarray        # (P,) 0: zero shift, 1: integer shift, 2: zoom/rotation/sub-pixel search
     rms: np.ndarray          # (P,) RMS grey-level difference of the oriented thumbnails at zero shift
     contrast: np.ndarray     # (P,) larger grey-level standard deviation of the two thumbnails
+    isotropy: np.ndarray     # (P,) smaller detail isotropy of the two (see `isotropy`)
 
 
 def _gauss_kernel(sigma: float) -> np.ndarray:
@@ -89,6 +90,24 @@ def detail(thumbs: np.ndarray) -> np.ndarray:
     """Band-pass detail image: blur(0.7) - blur(3.0), float32."""
     t = thumbs.astype(np.float32)
     return _blur(t, 0.7) - _blur(t, 3.0)
+
+
+def isotropy(d: np.ndarray) -> np.ndarray:
+    """How evenly the gradients of detail images (P, H, W) spread over directions: 1 for texture or
+    blobs, 0 for a single straight edge or stripes (2 sqrt(det J) / trace J of the structure tensor J
+    summed over the image).
+
+    It measures the aperture problem: along an edge a shift changes nothing, so two images that each
+    hold one soft edge (a petal against dark foliage, a horizon) can be lined up by the shift and
+    zoom search to a high correlation without being copies. Matches that needed a shift or the
+    search are only taken when both images have detail in more than one direction."""
+    gy = d[:, 2:, 1:-1] - d[:, :-2, 1:-1]
+    gx = d[:, 1:-1, 2:] - d[:, 1:-1, :-2]
+    jyy = (gy * gy).sum(axis=(1, 2), dtype=np.float64)
+    jxx = (gx * gx).sum(axis=(1, 2), dtype=np.float64)
+    jxy = (gx * gy).sum(axis=(1, 2), dtype=np.float64)
+    det = np.maximum(jyy * jxx - jxy * jxy, 0.0)
+    return (2.0 * np.sqrt(det) / np.maximum(jyy + jxx, 1e-12)).astype(np.float32)
 
 
 def _zoom_grid(z: float, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +253,9 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     zzb = np.ones(p, np.float32)
     rms = np.zeros(p, np.float32)
     contrast = np.zeros(p, np.float32)
+    iso = np.zeros(p, np.float32)
     if p == 0:
-        return Verified(sim, shift, zoom, angle, stage, rms, contrast)
+        return Verified(sim, shift, zoom, angle, stage, rms, contrast, iso)
     combos = _full_combos(zooms, angles)
 
     def run_batch(s: int) -> None:
@@ -252,6 +272,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         rms[sl] = np.sqrt(((ta - tb) ** 2).mean(axis=(1, 2)))
         contrast[sl] = np.maximum(ta.std(axis=(1, 2)), tb.std(axis=(1, 2)))
         da, db = detail(ta), detail(tb)
+        iso[sl] = np.minimum(isotropy(da), isotropy(db))
         # (A) zero shift
         s0 = (_unit(da) * _unit(db)).sum(axis=1)
         sim[sl] = s0
@@ -316,7 +337,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     n_workers = workers()
     with blas_threads(1):
         parallel_map(run_batch, list(range(0, p, batch)), n_workers)
-    return Verified(sim, shift, zoom, angle, stage, rms, contrast)
+    return Verified(sim, shift, zoom, angle, stage, rms, contrast, iso)
 
 
 # ---------------------------------------------------------------------------------------------
