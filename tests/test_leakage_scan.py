@@ -203,3 +203,54 @@ def test_jpeg_copy_of_small_low_contrast_image_is_found(tmp_path):
                                              frozenset(("train/a/t03.png", "val/a/copy3.jpg"))}
     flagged = {p for f in result.findings if f.check_id in LEAK_IDS for p in f.paths}
     assert not {"val/b/clean5.png", "val/b/clean7.png"} & flagged
+
+
+def test_keras_style_augmented_copies_inside_a_pool_are_clustered(tmp_path):
+    """The melanoma case: augmented copies (shift, small rotation, zoom crop) written into the
+    class folders beside their originals. Global hashes miss these; the k-NN stage inside the pool
+    (knn_within) finds them: DSA204 clusters for same-class copies, DSA203 for a copy filed under
+    the other class. The same pool without the copies has no leakage finding at all."""
+    pats = _patches(24, seed=6)
+    for i in range(24):
+        write_image(tmp_path / ("mel" if i < 12 else "nev") / f"img{i:02d}.png", pats[i])
+    clean = scan(tmp_path, _config())
+    assert not [f for f in clean.findings if f.check_id in LEAK_IDS], [f.title for f in clean.findings]
+
+    def shifted(im):
+        arr = np.asarray(im)
+        # 5% down, 3% left, edge-filled (Keras fill_mode="nearest"). Larger edge-filled shifts of
+        # small images sit near the threshold (docs/leakage.md, limits)
+        return Image.fromarray(arr[np.clip(np.arange(64) - 3, 0, 63)][:, np.clip(np.arange(64) + 2, 0, 63)])
+
+    augment = {
+        "shift": shifted,
+        "rotate": lambda im: im.rotate(7, resample=Image.Resampling.BILINEAR),
+        "zoom": lambda im: im.crop((5, 4, 59, 60)).resize((64, 64), Image.Resampling.BILINEAR),
+    }
+    for k, (name, fn) in enumerate(augment.items()):
+        src = Image.open(tmp_path / "mel" / f"img{k:02d}.png")
+        fn(src).save(tmp_path / "mel" / f"aug_{name}_{k}.png")
+    Image.open(tmp_path / "nev" / "img12.png").rotate(-4, resample=Image.Resampling.BILINEAR).save(
+        tmp_path / "mel" / "aug_other_class.png")
+    result = scan(tmp_path, _config(cluster_warn_ratio=0.95))
+    by = {cid: [f for f in result.findings if f.check_id == cid] for cid in LEAK_IDS}
+    within = [set(f.paths) for f in by["DSA204"]]
+    assert within, [f.title for f in result.findings]
+    found = set().union(*within)
+    for k, name in enumerate(augment):
+        assert {f"mel/img{k:02d}.png", f"mel/aug_{name}_{k}.png"} <= found, (name, within)
+    assert len(by["DSA203"]) == 1
+    assert set(by["DSA203"][0].paths) == {"nev/img12.png", "mel/aug_other_class.png"}
+    assert not by["DSA201"] and not by["DSA202"]
+
+    off = scan(tmp_path, _config(knn_within=0))      # without the stage: hashes alone miss them
+    assert not [f for f in off.findings if f.check_id == "DSA203"]
+
+
+def test_covid_ct_pool_reports_its_real_cross_label_duplicate(covid_ct):
+    """COVID-CT holds one slice under both labels: CT_NonCOVID/71%1.jpg is a zoomed, re-windowed
+    copy of CT_COVID/kjr-21-e24-p5-31.png (same arrows). Only the k-NN search inside the pool finds
+    it (the pHash moved too far); this pins that real finding."""
+    result = scan(covid_ct, _config())
+    conflicts = [set(f.paths) for f in result.findings if f.check_id == "DSA203"]
+    assert {"CT_COVID/kjr-21-e24-p5-31.png", "CT_NonCOVID/71%1.jpg"} in conflicts, conflicts

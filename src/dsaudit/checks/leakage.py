@@ -38,7 +38,7 @@ from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "5"
+MATCHER_VERSION = "9"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -52,6 +52,14 @@ KNN_SHIFTS = tuple((dy, dx) for dy in (0, -2, 2) for dx in (0, -2, 2))
 # image of the dataset shares (the body outline of all CT slices) stop dominating the ranking
 WHITEN_POWER = 0.25
 WHITEN_DIMS = 64
+# a cross-split k-NN candidate is verified only when its whitened cosine is within KNN_MARGIN of
+# the query's best: where the sources of copies rank 5th-8th (CT lookalikes) the cosines are
+# bunched and all stay; where they are spread out, the tail is junk (COVID-CT benchmark: half the
+# candidates, the same recall; 0.15 started to lose crops). Inside splits the nearest neighbours
+# are mostly siblings (adjacent slices), so the margin is wider there: at 0.2 the COVID-CT pool
+# lost its one cross-label duplicate; at 0.4 it keeps every finding with 45% of the candidates.
+KNN_MARGIN = 0.2
+KNN_WITHIN_MARGIN = 0.4
 PAIR_COLUMNS = ("a", "b", "kind", "distance", "similarity", "transform", "cross_split", "same_label")
 
 # what was done to the reference to obtain the query, for query variant k (inverse of variant k)
@@ -96,6 +104,22 @@ class Whitening:
         return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
 
 
+def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
+                    shifts, k: int, min_sim: float, margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, query) positions of each query's k nearest references by whitened descriptor,
+    the query scored at the best of `shifts`, within `margin` of the query's best cosine."""
+    white = Whitening.fit(desc[refs])
+    qd = np.stack([white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
+                   for dy, dx in shifts])
+    q, r, sim = knn_join(qd, white(desc[refs]), k, min_sim=min_sim)
+    if margin < 1 and len(q):
+        best = np.full(len(queries), -np.inf, np.float32)
+        np.maximum.at(best, q, sim)
+        keep = sim >= best[q] - margin
+        q, r = q[keep], r[keep]
+    return refs[r], queries[q]
+
+
 def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
                  cfg: LeakageConfig, ref_code: int | None = 0,
                  timings: dict[str, float] | None = None, keep_all: bool = False,
@@ -122,18 +146,41 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     timings["hash_search"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ka = kb = np.zeros(0, np.int64)
+    shifts = KNN_SHIFTS if cfg.knn_shifts else ((0, 0),)
+    found_a: list[np.ndarray] = []
+    found_b: list[np.ndarray] = []
     if ref_code is not None and cfg.knn > 0:
         refs = np.nonzero(split_code == ref_code)[0]
         queries = np.nonzero(split_code != ref_code)[0]
-        shifts = KNN_SHIFTS if cfg.knn_shifts else ((0, 0),)
         if len(refs) and len(queries) and len(refs) * len(queries) * len(shifts) <= cfg.knn_max_pairs:
-            white = Whitening.fit(desc[refs])
-            qd = np.stack([white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
-                           for dy, dx in shifts])
-            q, r, _ = knn_join(qd, white(desc[refs]), cfg.knn, min_sim=cfg.knn_min_similarity)
-            ka, kb = refs[r], queries[q]
+            r, q = _knn_candidates(thumbs, desc, refs, queries, shifts, cfg.knn, cfg.knn_min_similarity,
+                                   margin=KNN_MARGIN)
+            found_a.append(r)
+            found_b.append(q)
     timings["knn_search"] = time.perf_counter() - t0
+
+    # inside each split (or the one pool): augmented copies written next to their originals
+    t0 = time.perf_counter()
+    skipped_within = 0
+    if cfg.knn_within > 0:
+        for code in np.unique(split_code):
+            members = np.nonzero(split_code == code)[0]
+            m = len(members)
+            if m < 2:
+                continue
+            use = shifts if m * m * len(shifts) <= cfg.knn_within_max_pairs else ((0, 0),)
+            if m * m * len(use) > cfg.knn_within_max_pairs:
+                skipped_within += m
+                continue
+            r, q = _knn_candidates(thumbs, desc, members, members, use, cfg.knn_within + 1, cfg.knn_min_similarity,
+                                   margin=KNN_WITHIN_MARGIN)
+            other = r != q
+            found_a.append(r[other])
+            found_b.append(q[other])
+    timings["knn_within_search"] = time.perf_counter() - t0
+    timings["knn_within_skipped_images"] = float(skipped_within)
+    ka = np.concatenate(found_a) if found_a else np.zeros(0, np.int64)
+    kb = np.concatenate(found_b) if found_b else np.zeros(0, np.int64)
 
     # union of candidates; a kNN candidate already found by the hash keeps the hash's orientation
     a = np.concatenate([ha, ka])
