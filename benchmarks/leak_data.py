@@ -128,9 +128,11 @@ def crop(img: Image.Image, rng: np.random.Generator, max_frac: float = 0.10) -> 
     """Cut up to max_frac of the width and height (split at random between the sides)."""
     w, h = img.size
     fx, fy = rng.uniform(0.04, max_frac, size=2)
-    l = int(w * fx * rng.uniform()); r = int(w * fx) - l
-    t = int(h * fy * rng.uniform()); b = int(h * fy) - t
-    return img.crop((l, t, w - r, h - b))
+    left = int(w * fx * rng.uniform())
+    right = int(w * fx) - left
+    top = int(h * fy * rng.uniform())
+    bottom = int(h * fy) - top
+    return img.crop((left, top, w - right, h - bottom))
 
 
 def shift(img: Image.Image, rng: np.random.Generator, max_frac: float = 0.10) -> Image.Image:

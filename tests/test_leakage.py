@@ -165,7 +165,8 @@ def test_cropped_and_rotated_ct_copies_are_found_among_lookalike_slices(covid_ct
         w, h = imgs[i].size
         if k % 2:
             fx, fy = rng.uniform(0.04, 0.10, size=2)
-            copies.append(imgs[i].crop((int(w * fx / 2), int(h * fy / 3), w - int(w * fx / 2), h - int(h * fy * 2 / 3))))
+            box = (int(w * fx / 2), int(h * fy / 3), w - int(w * fx / 2), h - int(h * fy * 2 / 3))
+            copies.append(imgs[i].crop(box))
         else:
             ang = float(rng.uniform(3, 10)) * (1 if k % 4 else -1)
             copies.append(imgs[i].rotate(ang, resample=Image.Resampling.BILINEAR))

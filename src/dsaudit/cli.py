@@ -233,7 +233,8 @@ def scan(
                                                   help="steps_per_epoch you pass to fit()."),
     validation_steps: Optional[int] = typer.Option(None, "--validation-steps",
                                                    help="validation_steps you pass to fit()."),
-    validation_split: Optional[float] = typer.Option(None, "--validation-split", help="Simulate Keras validation_split=F."),
+    validation_split: Optional[float] = typer.Option(None, "--validation-split",
+                                                     help="Simulate Keras validation_split=F."),
     probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help="Train the probe CNN [default: when "
                                          "cross-split leakage is found and TensorFlow is installed]."),
     probe_budget: Optional[float] = typer.Option(None, "--probe-budget", help="Probe wall-time budget in seconds."),
