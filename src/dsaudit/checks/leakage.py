@@ -248,9 +248,9 @@ def describe_transform(row: Any, thumbs: np.ndarray, sizes: np.ndarray | None, s
     if row.variant:
         name = _variant_name(row.variant)
         parts.append(_INVERSE_NAME.get(name, name) if swapped else name)
-    if abs(row.angle) > 0:
+    if abs(row.angle) >= 1.0:  # the affine fit reports fractions of a degree for unrotated copies
         parts.append(f"rotate {row.angle:+.0f}deg")
-    if abs(row.zoom - 1.0) > 0.01:
+    if abs(row.zoom - 1.0) > 0.02:
         parts.append("crop/zoom")
     if row.shift_y or row.shift_x:
         parts.append("shift")

@@ -15,7 +15,7 @@ cached 32x32 grey thumbnails:
 4. from the best alignment found, an affine fit (inverse-compositional Lucas-Kanade, a few
    iterations) removes what the discrete search leaves: a rotation between the tried angles, a crop
    that took more of the width than of the height, a sub-pixel shift. It is scored over the
-   inscribed disc (rotated corners and edge-filled borders stay out) and kept only when the fitted
+   inscribed disc (the black corners of a rotation stay out) and kept only when the fitted
    map is one an augmentation could make (``plausible``);
 5. the similarity is the best NCC; a pair is confirmed when it reaches the threshold
    (``config.leakage.verify_threshold``; ``search_threshold`` when steps 3-4 were needed).
@@ -347,7 +347,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
 # ---------------------------------------------------------------------------------------------
 
 AFFINE_ITERS = 8
-DISC = THUMB / 2.0          # correlation over the inscribed disc: rotated corners and edge fill stay out
+DISC = THUMB / 2.0          # correlation over the inscribed disc: the corners of a rotation stay out
 MAX_ZOOM = 1.45             # plausible transforms (anything else is a lookalike bent into shape)
 MAX_ASPECT = 1.25           # crops of different width and height fractions change the aspect
 MAX_SHEAR = 0.25           # a rotation of a non-square image is a rotation plus shear in the square thumbnail
@@ -385,7 +385,7 @@ def plausible(m: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Fitted maps that an augmentation could have made: moderate zoom, aspect change, shear,
     rotation and offset. A lookalike can often be bent into shape by a wild map; a copy needs none."""
     sv = np.linalg.svd(m.astype(np.float64), compute_uv=False)
-    zoom, ang = _describe(m)
+    _, ang = _describe(m)
     # shear: the angle between the mapped axes, away from 90 degrees
     c0, c1 = m[:, :, 0].astype(np.float64), m[:, :, 1].astype(np.float64)
     cos_axes = np.abs((c0 * c1).sum(1)) / np.maximum(np.linalg.norm(c0, axis=1) * np.linalg.norm(c1, axis=1), 1e-9)
