@@ -254,3 +254,23 @@ def test_covid_ct_pool_reports_its_real_cross_label_duplicate(covid_ct):
     result = scan(covid_ct, _config())
     conflicts = [set(f.paths) for f in result.findings if f.check_id == "DSA203"]
     assert {"CT_COVID/kjr-21-e24-p5-31.png", "CT_NonCOVID/71%1.jpg"} in conflicts, conflicts
+
+
+def test_split_too_large_for_the_within_search_gets_an_info_finding(tmp_path):
+    """With a budget below the split's size the k-NN search inside it is skipped or shifts are
+    dropped; DSA204 says so (info) instead of staying quiet, and a rescan says the same."""
+    pats = _patches(12, seed=8)
+    for i in range(12):
+        write_image(tmp_path / "train" / ("a" if i < 6 else "b") / f"t{i}.png", pats[i])
+        if i < 4:
+            write_image(tmp_path / "val" / "a" / f"v{i}.png", pats[(i + 6) % 12][::-1])
+    quiet = scan(tmp_path, _config())
+    assert not [f for f in quiet.findings if f.check_id == "DSA204"]
+    # 12 train and 4 val images, 9 query shifts: train needs 144 x 9, val 16 x 9 pairs x shifts
+    expected = {100.0: [("budget:train", "skipped"), ("budget:val", "no-shifts")],
+                12 * 12 * 2.0: [("budget:train", "no-shifts")]}
+    for budget, want in expected.items():
+        res = scan(tmp_path, _config(knn_within_max_pairs=budget))
+        infos = [f for f in res.findings if f.check_id == "DSA204"]
+        assert [(f.subject, f.evidence["plan"]) for f in infos] == want, [(f.subject, f.evidence) for f in infos]
+        assert all(f.severity.name == "INFO" and "knn_within_max_pairs" in f.hint for f in infos)

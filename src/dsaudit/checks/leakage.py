@@ -104,6 +104,17 @@ class Whitening:
         return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
 
 
+def within_search_plan(m: int, cfg: LeakageConfig) -> str:
+    """How the k-NN search inside a split of m images runs: "shifts", "no-shifts" (over budget
+    with the query shifts), "skipped" (over budget even without them) or "off"."""
+    if cfg.knn_within <= 0 or m < 2:
+        return "off"
+    n_shifts = len(KNN_SHIFTS) if cfg.knn_shifts else 1
+    if m * m * n_shifts <= cfg.knn_within_max_pairs:
+        return "shifts"
+    return "no-shifts" if m * m <= cfg.knn_within_max_pairs else "skipped"
+
+
 def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
                     shifts, k: int, min_sim: float, margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(reference, query) positions of each query's k nearest references by whitened descriptor,
@@ -168,10 +179,11 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
             m = len(members)
             if m < 2:
                 continue
-            use = shifts if m * m * len(shifts) <= cfg.knn_within_max_pairs else ((0, 0),)
-            if m * m * len(use) > cfg.knn_within_max_pairs:
+            plan = within_search_plan(m, cfg)
+            if plan == "skipped":
                 skipped_within += m
                 continue
+            use = shifts if plan == "shifts" else ((0, 0),)
             r, q = _knn_candidates(thumbs, desc, members, members, use, cfg.knn_within + 1, cfg.knn_min_similarity,
                                    margin=KNN_WITHIN_MARGIN)
             other = r != q
@@ -606,6 +618,8 @@ class DuplicatesWithinSplit(Check):
     Fix: remove the copies (or weight them), and size the class by its effective count.
 
     Thresholds: leakage.cluster_warn_ratio (warn when effective/raw count of a class falls below it).
+    An info finding says when a split was too large for the full k-NN search inside it
+    (leakage.knn_within_max_pairs), so a quiet DSA204 there is weaker evidence.
     """
 
     id = "DSA204"
@@ -617,6 +631,28 @@ class DuplicatesWithinSplit(Check):
         table = ctx.index.table.reset_index(drop=True)
         pairs, splits, eff = res["pairs"], res["splits"], res["effective"]
         ratio = ctx.config.leakage.cluster_warn_ratio
+        # say so when the search inside a split was cut down by its budget: a quiet DSA204 there
+        # only means that no copy close enough for the hashes was found
+        if ctx.config.leakage.near and "kind" in table:
+            images = table[table["kind"] == "image"]
+            for split, count in sorted(images.groupby("split").size().items()):
+                plan = within_search_plan(int(count), ctx.config.leakage)
+                if plan in ("no-shifts", "skipped"):
+                    where = split or "the pool"
+                    what = ("without query shifts (shifted copies are found only when the hashes catch them)"
+                            if plan == "no-shifts" else
+                            "not at all: only copies that the hashes catch (re-encoded, resized, flipped, "
+                            "rotated by 90 degrees) were looked for")
+                    yield self.finding(
+                        f"near-duplicate search inside {where} limited by its budget",
+                        f"{count} images in {where}: the k-NN search for augmented copies inside it ran {what}. "
+                        f"Raise leakage.knn_within_max_pairs (now {ctx.config.leakage.knn_within_max_pairs:g}; "
+                        f"it takes images^2 x shifts) to search it fully.",
+                        evidence={"images": int(count), "plan": plan,
+                                  "knn_within_max_pairs": ctx.config.leakage.knn_within_max_pairs},
+                        hint="Raise leakage.knn_within_max_pairs for a full search (its cost grows with "
+                             "the square of the split size), or accept that only hash-close copies are found.",
+                        subject=f"budget:{split}", severity=Severity.INFO)
         within = pairs[~pairs["cross_split"]]
         if not len(within):
             return
