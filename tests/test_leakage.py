@@ -215,3 +215,52 @@ def test_shifted_matches_of_single_edge_images_are_not_taken():
     m = near_matches(th, feats["phash"], feats["desc"], codes, LeakageConfig(), smooth=feats["smooth"])
     pairs = set(zip(np.minimum(m.a, m.b).tolist(), np.maximum(m.a, m.b).tolist()))
     assert (1, 3) in pairs and (0, 2) not in pairs, pairs
+
+
+def test_fill_bands_detects_edge_filled_shifts_only():
+    img = Image.fromarray(real_patches(1, size=64, seed=11)[0]).convert("L")
+    arr = np.asarray(img)
+    shifted = arr[np.clip(np.arange(64) - 5, 0, 63)][:, np.clip(np.arange(64) + 3, 0, 63)]
+    assert hashing.fill_bands(arr) == (0, 0, 0, 0)
+    assert hashing.fill_bands(shifted) == (5, 0, 0, 3)
+    letterbox = np.vstack([np.zeros((8, 64), np.uint8), arr[8:56], np.zeros((8, 64), np.uint8)])
+    assert hashing.fill_bands(letterbox) == (0, 0, 0, 0)          # flat borders are content
+    blocky = np.repeat(np.repeat(arr[::8, ::8], 8, axis=0), 8, axis=1)
+    assert hashing.fill_bands(blocky) == (0, 0, 0, 0)             # JPEG-like 8x8 blocks are not a fill
+    stripes = np.tile(arr[:1], (64, 1))
+    assert hashing.fill_bands(stripes) == (0, 0, 0, 0)            # repeats past the limit: content
+    upscaled = np.asarray(Image.fromarray(arr[::8, ::8]).resize((64, 64), Image.Resampling.BILINEAR))
+    assert hashing.fill_bands(upscaled) == (0, 0, 0, 0)           # clamped edges on both sides: no shift
+    cut = np.asarray(Image.fromarray(shifted[5:, :61]).resize((32, 32), Image.Resampling.BOX))
+    assert np.array_equal(hashing.to_thumb(Image.fromarray(shifted)), cut)   # the thumbnail leaves them out
+
+
+def test_edge_filled_shifts_of_ct_slices_are_confirmed_without_their_bands(covid_ct):
+    """Keras' default shift (fill_mode="nearest") of 8-9% on real CT slices: with the replicated
+    rows left out of the thumbnail the copy is a crop, and the alignment confirms it; with them in
+    (a plain resize), their streaks cost some of the same pairs."""
+    files = sorted(p for p in covid_ct.rglob("*.png"))[::25][:16]
+    src, copies = [], []
+    for k, p in enumerate(files):
+        with Image.open(p) as im:
+            g = im.convert("L")
+            g.thumbnail((160, 160))
+        arr = np.asarray(g)
+        h, w = arr.shape
+        dy, dx = int(0.09 * h) * (1 if k % 2 else -1), int(0.08 * w) * (1 if k % 3 else -1)
+        rows, cols = np.clip(np.arange(h) - dy, 0, h - 1), np.clip(np.arange(w) - dx, 0, w - 1)
+        copies.append(Image.fromarray(arr[rows][:, cols]))
+        src.append(Image.fromarray(arr))
+    n = len(src)
+    a, b = np.arange(n), np.arange(n) + n
+
+    def confirmed(th):
+        ver = verify.verify_pairs(th, a, b, np.zeros(n, int), threshold=0.9, search_threshold=0.94)
+        return ver.similarity >= np.where(ver.stage >= 2, 0.94, 0.90)
+
+    banded = np.stack([hashing.to_thumb(im) for im in src + copies])
+    plain = np.stack([np.asarray(im.resize((32, 32), Image.Resampling.BOX)) for im in src + copies])
+    with_cut, without = confirmed(banded), confirmed(plain)
+    assert with_cut.mean() >= 0.9 and with_cut.sum() > without.sum(), (with_cut, without)
+    others = verify.verify_pairs(banded, a, np.roll(b, 1), np.zeros(n, int), threshold=0.9, search_threshold=0.94)
+    assert not (others.similarity >= np.where(others.stage >= 2, 0.94, 0.90)).any()

@@ -441,7 +441,8 @@ def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
     before it gets within a pixel or two; this removes what is left (a rotation between the tried
     angles, an unequal crop of width and height, a sub-pixel shift), which on 32-pixel thumbnails is
     the difference between 0.85 and 0.98. Correlating over the inscribed disc keeps the black
-    corners of a rotation and the smeared edges of an edge-filled shift out of the score."""
+    corners of a rotation out of the score (the smeared rows of an edge-filled shift are already left
+    out of the thumbnail, hashing.fill_bands)."""
     p = len(da)
     mask = _DISC_MASK[None]
     ref = _normalise(da.reshape(p, -1).astype(np.float32), mask)
