@@ -208,12 +208,13 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     a, b, v, dist, src = a[first], b[first], v[first], dist[first], src[first]
 
     t0 = time.perf_counter()
+    boost = smooth_boost(smooth, a, b, dist, cfg)
     ver = verify_pairs(thumbs, a, b, v, threshold=1.01 if keep_all else cfg.verify_threshold,
-                       search_threshold=cfg.search_threshold)
+                       search_threshold=cfg.search_threshold, boost=boost, min_isotropy=cfg.min_isotropy)
     timings["verify"] = time.perf_counter() - t0
     timings["candidates"] = float(len(a))
     need = np.where(ver.stage >= 2, max(cfg.search_threshold, cfg.verify_threshold), cfg.verify_threshold)
-    need = need + smooth_boost(smooth, a, b, dist, cfg)
+    need = need + boost
     # the aperture problem: a shift or search lines up any two single-edge images (verify.isotropy)
     need = np.where((ver.stage >= 1) & (ver.isotropy < cfg.min_isotropy), np.inf, need)
     # Pixel-close pairs: at zero shift (no search, so no multiple-comparison allowance) the thumbnails

@@ -236,14 +236,21 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
                  threshold: float = 0.0, escalate: float = 0.5, search_threshold: float | None = None,
                  prefilter: float | None = 0.3, refine_floor: float = 0.35,
                  zooms: tuple[float, ...] = ZOOMS, angles: tuple[float, ...] = ANGLES,
-                 batch: int = 2048) -> Verified:
+                 batch: int = 2048, boost: np.ndarray | None = None,
+                 min_isotropy: float = 0.0) -> Verified:
     """Verify pairs (a[i] reference, b[i] query seen through dihedral `variant[i]`).
 
     A cascade keeps it cheap: (A) NCC at zero shift, accepted at once when >= threshold;
     (B) best NCC over all small shifts; (C) for pairs still below the threshold but with
     B >= `escalate`, the zoom/rotation search; (D) for pairs still short with a similarity of at
     least `refine_floor`, the affine fit (`align_affine`) from the best alignment so far. Pass
-    threshold=1.01 to force the full search on every pair. `thumbs` is (N, 32, 32)."""
+    threshold=1.01 to force the full search on every pair. `thumbs` is (N, 32, 32).
+
+    The caller's acceptance rules, when given, let the cascade skip work that cannot change a
+    decision: `boost` (per pair) is added to the thresholds, so a pair whose shifted (search) bar
+    reaches 1.0 gets no shift (search) stage; pairs with detail isotropy below `min_isotropy` are
+    not taken from a shift or search, so they get neither. The similarities of such pairs are then
+    the best of the stages they had."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     variant = np.asarray(variant, dtype=np.int64)
@@ -261,6 +268,8 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     if p == 0:
         return Verified(sim, shift, zoom, angle, stage, rms, contrast, iso)
     combos = _full_combos(zooms, angles)
+
+    st = max(threshold, search_threshold or 0.0)   # the bar for matches that needed the search
 
     def run_batch(s: int) -> None:
         sl = np.arange(s, min(p, s + batch))
@@ -281,6 +290,12 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         s0 = (_unit(da) * _unit(db)).sum(axis=1)
         sim[sl] = s0
         todo = s0 < threshold if threshold > 0 else np.ones(len(sl), bool)
+        if threshold <= 1:   # (not when the full search is forced)
+            extra = boost[sl] if boost is not None else np.zeros(len(sl), np.float32)
+            todo &= (iso[sl] >= min_isotropy) & (threshold + extra < 1.0)
+            can_search = st + extra < 1.0
+        else:
+            can_search = np.ones(len(sl), bool)
         if not todo.any():
             return
         # (B0) cheap rejection at half resolution: unrelated pairs rarely pass it
@@ -301,6 +316,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         stage[idx[better]] = 1
         # (C) zoom / rotation search
         need = (sim[idx] < threshold) & (sim[idx] >= escalate) if threshold > 0 else np.ones(len(idx), bool)
+        need &= can_search[todo]
         sel = np.nonzero(todo)[0][need]
         ia = sl[sel]
         for za, zb, ang in (combos if len(sel) else ()):
@@ -317,11 +333,10 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             zzb[ia[better]] = zb
         # (D) affine refinement (rotation, zoom, aspect, sub-pixel shift) from the best alignment
         # found, for every pair that is still short but within reach
-        st = max(threshold, search_threshold or 0.0)
         ia = sl[todo]
         if threshold <= 1:  # not those already confirmed without the search
             short = (sim[ia] < threshold) | ((stage[ia] == 2) & (sim[ia] < st))
-            ia = ia[short & (sim[ia] >= refine_floor)]
+            ia = ia[short & (sim[ia] >= refine_floor) & can_search[todo]]
         if len(ia):
             loc = ia - s
             ncc, m_fit, t_fit = align_affine(da[loc], db[loc], *_affine_init(zza[ia], zzb[ia], angle[ia], shift[ia]))
