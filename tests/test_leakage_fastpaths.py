@@ -73,3 +73,46 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     assert (v1.similarity[n:2 * n] > 0.99).all()             # flipped copies match
     assert (v1.similarity[:n] > 0.9).mean() > 0.8            # rolled copies mostly do
     assert (v1.similarity[2 * n:] < 0.9).mean() > 0.9   # neighbours in the list mostly do not
+
+
+def test_skipping_undecidable_searches_changes_no_match(monkeypatch):
+    """verify_pairs skips the shift/search stages for pairs that the aperture rule or the
+    smooth-image rule could never confirm from them; near_matches must report the same pairs as
+    with every stage run. Mixed data: textured patches and their shifted copies, single-edge
+    images, and smooth upscaled digits with shifted copies."""
+    from sklearn.datasets import load_digits
+
+    from dsaudit.checks import leakage
+    from dsaudit.config import LeakageConfig
+
+    tex = _thumbs(40, seed=5)
+    big = np.pad(tex, ((0, 0), (3, 3), (3, 3)), mode="reflect")
+    shifted = big[:, 1:33, 5:37]
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+    edges = np.stack([np.clip(100 + 60 * np.tanh((xx - 12 - k - 0.2 * yy) / 2.5), 0, 255) for k in range(10)])
+    digits = load_digits().images[:60]
+    smooth = np.stack([np.asarray(Image.fromarray((255 - d * 15).astype(np.uint8)).resize((32, 32),
+                                                                                     Image.Resampling.BICUBIC))
+                       for d in digits])
+    smooth_shift = np.roll(smooth[:30], 2, axis=2)
+    thumbs = np.concatenate([tex, edges, smooth, shifted, edges[:, :, ::-1][:, ::-1], smooth_shift]).astype(np.uint8)
+    n_ref = len(tex) + len(edges) + len(smooth)
+    codes = np.r_[np.zeros(n_ref, int), np.ones(len(thumbs) - n_ref, int)]
+    feats = hashing.finalize({"thumb": thumbs})
+
+    def run():
+        m = leakage.near_matches(thumbs, feats["phash"], feats["desc"], codes, LeakageConfig(),
+                                 smooth=feats["smooth"])
+        return sorted(zip(m["a"].tolist(), m["b"].tolist()))
+
+    fast = run()
+    plain_verify = leakage.verify_pairs
+
+    def every_stage(*args, **kw):
+        kw.pop("boost", None)
+        kw.pop("min_isotropy", None)
+        return plain_verify(*args, **kw)
+
+    monkeypatch.setattr(leakage, "verify_pairs", every_stage)
+    assert run() == fast
+    assert len(fast) >= 30     # the shifted textured copies are found either way
