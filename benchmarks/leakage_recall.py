@@ -15,6 +15,9 @@ then checks.leakage.near_matches with the default LeakageConfig). Recall = share
 matched to their source; false flags = share of clean val images matched to any train image.
 --sweep runs the full alignment search on every candidate and prints recall/false flags for
 other verify thresholds (the row -2.00 is the candidate stage alone: its recall is the ceiling).
+The sweep rows apply one threshold to the best similarity of each pair, without the smooth-image,
+aperture and pixel-close rules, so they show the raw trade-off, not what a scan reports (the first
+row does).
 """
 
 from __future__ import annotations
