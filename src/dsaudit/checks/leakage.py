@@ -51,7 +51,6 @@ KNN_SHIFTS = tuple((dy, dx) for dy in (0, -2, 2) for dx in (0, -2, 2))
 # partial whitening of the k-NN descriptors (eigenvalue ** -WHITEN_POWER): directions that every
 # image of the dataset shares (the body outline of all CT slices) stop dominating the ranking
 WHITEN_POWER = 0.25
-WHITEN_DIMS = 64
 # a cross-split k-NN candidate is verified only when its whitened cosine is within KNN_MARGIN of
 # the query's best: where the sources of copies rank 5th-8th (CT lookalikes) the cosines are
 # bunched and all stay; where they are spread out, the tail is junk (COVID-CT benchmark: half the
@@ -85,8 +84,7 @@ class Whitening:
     64x64 covariance and its eigendecomposition."""
 
     def __init__(self, mean: np.ndarray, matrix: np.ndarray):
-        # matrix: (64, d) projection onto the d strongest principal directions, rescaled
-        self.mean, self.matrix = mean, matrix
+        self.mean, self.matrix = mean, matrix   # matrix: principal directions, each rescaled
 
     @classmethod
     def fit(cls, desc: np.ndarray) -> "Whitening":
@@ -96,8 +94,7 @@ class Whitening:
             return cls(np.zeros(x.shape[1], np.float32), np.eye(x.shape[1], dtype=np.float32))
         w, v = np.linalg.eigh(np.cov((x - mean).T))
         w = np.maximum(w, 0) + 1e-3 * max(float(w.max()), 1e-12)
-        keep = np.argsort(w)[::-1][:WHITEN_DIMS]
-        return cls(mean.astype(np.float32), (v[:, keep] * w[keep] ** -WHITEN_POWER).astype(np.float32))
+        return cls(mean.astype(np.float32), (v * w ** -WHITEN_POWER).astype(np.float32))
 
     def __call__(self, desc: np.ndarray) -> np.ndarray:
         z = (desc - self.mean) @ self.matrix
@@ -172,16 +169,11 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
 
     # inside each split (or the one pool): augmented copies written next to their originals
     t0 = time.perf_counter()
-    skipped_within = 0
     if cfg.knn_within > 0:
         for code in np.unique(split_code):
             members = np.nonzero(split_code == code)[0]
-            m = len(members)
-            if m < 2:
-                continue
-            plan = within_search_plan(m, cfg)
-            if plan == "skipped":
-                skipped_within += m
+            plan = within_search_plan(len(members), cfg)   # DSA204 reports what the budget cut
+            if plan in ("off", "skipped"):
                 continue
             use = shifts if plan == "shifts" else ((0, 0),)
             r, q = _knn_candidates(thumbs, desc, members, members, use, cfg.knn_within + 1, cfg.knn_min_similarity,
@@ -190,7 +182,6 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
             found_a.append(r[other])
             found_b.append(q[other])
     timings["knn_within_search"] = time.perf_counter() - t0
-    timings["knn_within_skipped_images"] = float(skipped_within)
     ka = np.concatenate(found_a) if found_a else np.zeros(0, np.int64)
     kb = np.concatenate(found_b) if found_b else np.zeros(0, np.int64)
 
