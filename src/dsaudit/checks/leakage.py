@@ -46,7 +46,8 @@ CLOSE_RATIO = 0.3
 
 MAX_EVIDENCE_PAIRS = 50
 # translations (thumbnail pixels of 32) at which val/test descriptors are also looked up: a 3x3
-# grid, since real shifts move both ways at once (an axis-only set missed 13% of CT shifts in top 5)
+# grid, since real shifts move both ways at once (with 5 axis-only shifts of 3 px, 21% of shifted CT
+# copies had their source outside the 5 nearest, with the grid 10%: benchmarks/candidate_rank.py)
 KNN_SHIFTS = tuple((dy, dx) for dy in (0, -2, 2) for dx in (0, -2, 2))
 # partial whitening of the k-NN descriptors (eigenvalue ** -WHITEN_POWER): directions that every
 # image of the dataset shares (the body outline of all CT slices) stop dominating the ranking
@@ -79,9 +80,9 @@ class Whitening:
 
     The coarse descriptor of two unrelated images of one kind (CT slices, satellite tiles) is
     dominated by what all of them share; dividing each principal direction by the fourth root of
-    its variance lets the individual content rank the neighbours (on COVID-CT, the share of
-    cropped copies whose source is among the 5 nearest went from 87% to 96%). Deterministic: a
-    64x64 covariance and its eigendecomposition."""
+    its variance lets the individual content rank the neighbours (COVID-CT, source among the 8
+    nearest: crops 90% -> 99%, shifts 93% -> 99%, small rotations 97% -> 92%;
+    benchmarks/candidate_rank.py). Deterministic: a 64x64 covariance and its eigendecomposition."""
 
     def __init__(self, mean: np.ndarray, matrix: np.ndarray):
         self.mean, self.matrix = mean, matrix   # matrix: principal directions, each rescaled
