@@ -264,3 +264,34 @@ def test_edge_filled_shifts_of_ct_slices_are_confirmed_without_their_bands(covid
     assert with_cut.mean() >= 0.9 and with_cut.sum() > without.sum(), (with_cut, without)
     others = verify.verify_pairs(banded, a, np.roll(b, 1), np.zeros(n, int), threshold=0.9, search_threshold=0.94)
     assert not (others.similarity >= np.where(others.stage >= 2, 0.94, 0.90)).any()
+
+
+def test_flat_borders_finds_padding_and_leaves_pictures_whole():
+    pic = np.asarray(Image.fromarray(real_patches(1, size=96, seed=3)[0]).convert("L"))
+    assert hashing.flat_borders(pic) == (0, 0, 0, 0)                       # a photo has no flat border
+    black = np.pad(pic, ((10, 10), (6, 6)))
+    assert hashing.flat_borders(black) == (10, 10, 6, 6)
+    white_on_black = np.pad(np.pad(pic, 8), 5, constant_values=255)         # two borders, two colours
+    assert hashing.flat_borders(white_on_black) == (13, 13, 13, 13)
+    thin = np.pad(pic, 1)                                                   # under MIN_BORDER: left alone
+    assert hashing.flat_borders(thin) == (0, 0, 0, 0)
+    blank = np.full((96, 96), 200, np.uint8)
+    blank[40:44, 40:44] = 0                                                 # almost all border: kept whole
+    assert hashing.flat_borders(blank) == (0, 0, 0, 0)
+    noisy = np.clip(black + np.random.default_rng(0).normal(0, 1.0, black.shape), 0, 255).astype(np.uint8)
+    top, bottom, left, right = hashing.flat_borders(noisy)                  # slight noise: still a border
+    assert 8 <= top <= 10 and 8 <= bottom <= 10 and 4 <= left <= 6 and 4 <= right <= 6
+
+
+def test_thumbnails_give_a_second_view_inside_a_flat_border():
+    pic = real_patches(1, size=96, seed=4)[0]
+    thumb, inner, box = hashing.thumbnails(Image.fromarray(pic))
+    assert inner is None and box == (0, 0, 0, 0)
+    padded = Image.fromarray(np.pad(pic, ((12, 12), (12, 12), (0, 0))))
+    thumb_p, inner_p, box_p = hashing.thumbnails(padded)
+    assert box_p == (12, 12, 12, 12)
+    assert np.abs(inner_p.astype(int) - thumb.astype(int)).mean() < 2      # the view inside = the original
+    assert np.abs(thumb_p.astype(int) - thumb.astype(int)).mean() > 10     # the whole padded image is not
+    feats = hashing.extract(padded)
+    assert feats["border"].tolist() == [12, 12, 12, 12] and "inner" in feats
+    assert "inner" not in hashing.extract(Image.fromarray(pic))

@@ -274,3 +274,28 @@ def test_split_too_large_for_the_within_search_gets_an_info_finding(tmp_path):
         infos = [f for f in res.findings if f.check_id == "DSA204"]
         assert [(f.subject, f.evidence["plan"]) for f in infos] == want, [(f.subject, f.evidence) for f in infos]
         assert all(f.severity.name == "INFO" and "knn_within_max_pairs" in f.hint for f in infos)
+
+
+def test_padded_and_letterboxed_copies_are_found_and_padded_strangers_are_not(tmp_path):
+    """A copy padded to a square or given a white margin lines up through the view inside its
+    border; unrelated images with the same padding stay apart."""
+    pats = _patches(16, seed=7, size=80)
+    for i in range(8):
+        write_image(tmp_path / "train" / "a" / f"t{i}.png", pats[i][:, 6:74])          # 80 x 68 pictures
+    letterbox = np.zeros((80, 80, 3), np.uint8)
+    letterbox[:, 6:74] = pats[0][:, 6:74]                                             # padded to a square
+    write_image(tmp_path / "val" / "a" / "letterbox.jpg", letterbox, quality=85)
+    margin = np.pad(pats[1][:, 6:74], ((9, 9), (9, 9), (0, 0)), constant_values=255)    # a white margin
+    write_image(tmp_path / "val" / "a" / "margin.png", margin)
+    for j in range(8, 16):                                                            # strangers, padded alike
+        stranger = np.zeros((80, 80, 3), np.uint8)
+        stranger[:, 6:74] = pats[j][:, 6:74]
+        write_image(tmp_path / "val" / "a" / f"clean{j}.png", stranger)
+    result = scan(tmp_path, _config())
+    found = _pairs(result, "DSA202")
+    assert ("train/a/t0.png", "val/a/letterbox.jpg") in found
+    assert ("train/a/t1.png", "val/a/margin.png") in found
+    assert not any("clean" in p for f in result.findings if f.check_id in LEAK_IDS for p in f.paths)
+    transforms = {p["b"]: p["transform"] for f in result.findings if f.check_id == "DSA202"
+                  for p in f.evidence["pairs"]}
+    assert "pad/border" in transforms["val/a/letterbox.jpg"]

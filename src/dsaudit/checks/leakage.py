@@ -31,14 +31,14 @@ import pandas as pd
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.config import LeakageConfig
 from dsaudit.findings import Finding, Severity
-from dsaudit.index.hashing import DIHEDRAL_NAMES, FEATURES_VERSION, shifted_descriptors
+from dsaudit.index.hashing import DIHEDRAL_NAMES, FEATURES_VERSION, finalize, shifted_descriptors
 from dsaudit.index.memo import stable_key
 from dsaudit.index.neighbors import dihedral_join, knn_join, thread_limit
 from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "10"
+MATCHER_VERSION = "11"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -113,26 +113,79 @@ def within_search_plan(m: int, cfg: LeakageConfig) -> str:
     return "no-shifts" if m * m <= cfg.knn_within_max_pairs else "skipped"
 
 
-def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
-                    shifts, k: int, min_sim: float, margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(reference, query) positions of each query's k nearest references by whitened descriptor,
-    the query scored at the best of `shifts`, within `margin` of the query's best cosine."""
-    white = Whitening.fit(desc[refs])
+def _knn_scored(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
+                shifts, k: int, min_sim: float, white: "Whitening | None" = None):
+    """(reference, query, cosine) of each query's k nearest references by whitened descriptor,
+    the query scored at the best of `shifts`. The whitening is fitted on the references unless
+    given."""
+    if not len(refs) or not len(queries):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    white = white or Whitening.fit(desc[refs])
     qd = np.stack([white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
                    for dy, dx in shifts])
     q, r, sim = knn_join(qd, white(desc[refs]), k, min_sim=min_sim)
-    if margin < 1 and len(q):
-        best = np.full(len(queries), -np.inf, np.float32)
+    return refs[r], queries[q], sim
+
+
+def _within_margin(r: np.ndarray, q: np.ndarray, sim: np.ndarray, margin: float, n: int,
+                   best: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The (reference, query) pairs within `margin` of their query's best cosine (positions < n)."""
+    if margin >= 1 or not len(q):
+        return r, q
+    if best is None:
+        best = np.full(n, -np.inf, np.float32)
         np.maximum.at(best, q, sim)
-        keep = sim >= best[q] - margin
-        q, r = q[keep], r[keep]
-    return refs[r], queries[q]
+    keep = sim >= best[q] - margin
+    return r[keep], q[keep]
+
+
+def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
+                    shifts, k: int, min_sim: float, margin: float = 1.0,
+                    is_view: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, query) positions of each query's k nearest references by whitened descriptor,
+    the query scored at the best of `shifts`, within `margin` of the query's best cosine.
+
+    With second views (`is_view`, matches_with_views): the search between whole-image thumbnails
+    runs exactly as without them, so a view never pushes a candidate out of a query's k nearest.
+    Views are searched apart: from each inner view to every reference (its own k nearest), and
+    from each thumbnail to the references' inner views, where a view is kept only if it would have
+    made the query's k nearest (at least the k-th best cosine of the first search). The whitening
+    is fitted on the whole-image references throughout."""
+    n = len(thumbs)
+    if is_view is None or not is_view[refs].any() and not is_view[queries].any():
+        r, q, sim = _knn_scored(thumbs, desc, refs, queries, shifts, k, min_sim)
+        return _within_margin(r, q, sim, margin, n)
+    r_full, r_view = refs[~is_view[refs]], refs[is_view[refs]]
+    q_full, q_view = queries[~is_view[queries]], queries[is_view[queries]]
+    white = Whitening.fit(desc[r_full if len(r_full) else refs])
+    r1, q1, s1 = _knn_scored(thumbs, desc, r_full, q_full, shifts, k, min_sim, white)
+    r2, q2, s2 = _knn_scored(thumbs, desc, refs, q_view, shifts, k, min_sim, white)
+    r3, q3, s3 = _knn_scored(thumbs, desc, r_view, q_full, shifts, k, min_sim, white)
+    # the k-th best cosine of each query in the first search (min_sim when it found fewer than k)
+    kth = np.full(n, min_sim, np.float32)
+    if len(q1):
+        order = np.lexsort((-s1, q1))
+        qs, ss = q1[order], s1[order]
+        first = np.searchsorted(qs, qs, side="left")
+        rank = np.arange(len(qs)) - first
+        at_k = rank == k - 1
+        kth[qs[at_k]] = ss[at_k]
+    keep3 = s3 >= kth[q3]
+    r3, q3, s3 = r3[keep3], q3[keep3], s3[keep3]
+    # the first search keeps its own margin (what it finds is what it found without views); the
+    # view candidates must be within the margin of the best cosine of any search
+    best = np.full(n, -np.inf, np.float32)
+    np.maximum.at(best, np.concatenate([q1, q2, q3]), np.concatenate([s1, s2, s3]))
+    r1, q1 = _within_margin(r1, q1, s1, margin, n)
+    rv, qv = _within_margin(np.concatenate([r2, r3]), np.concatenate([q2, q3]), np.concatenate([s2, s3]),
+                            margin, n, best=best)
+    return np.concatenate([r1, rv]), np.concatenate([q1, qv])
 
 
 def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
                  cfg: LeakageConfig, ref_code: int | None = 0,
                  timings: dict[str, float] | None = None, keep_all: bool = False,
-                 smooth: np.ndarray | None = None) -> pd.DataFrame:
+                 smooth: np.ndarray | None = None, is_view: np.ndarray | None = None) -> pd.DataFrame:
     """Verified near-duplicate pairs among images given as arrays (positions 0..n-1).
 
     `split_code` is an int per image; kNN candidates go from every image whose code differs from
@@ -140,7 +193,9 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     a, b (b seen through dihedral `variant` lines up with a), distance (Hamming bits of the best
     orientation, or NaN), similarity, variant, zoom, shift_y, shift_x, angle, source ("hash" /
     "knn"), stage. `keep_all` (for benchmarks) keeps
-    unconfirmed candidates too, after the full alignment search."""
+    unconfirmed candidates too, after the full alignment search. `is_view` marks the positions
+    that are second views of an image (matches_with_views): the k-NN searches them apart
+    (_knn_candidates)."""
     timings = timings if timings is not None else {}
     n = len(thumbs)
     cols = ["a", "b", "distance", "similarity", "variant", "zoom", "shift_y", "shift_x", "angle", "source"]
@@ -163,7 +218,7 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
         queries = np.nonzero(split_code != ref_code)[0]
         if len(refs) and len(queries) and len(refs) * len(queries) * len(shifts) <= cfg.knn_max_pairs:
             r, q = _knn_candidates(thumbs, desc, refs, queries, shifts, cfg.knn, cfg.knn_min_similarity,
-                                   margin=KNN_MARGIN)
+                                   margin=KNN_MARGIN, is_view=is_view)
             found_a.append(r)
             found_b.append(q)
     timings["knn_search"] = time.perf_counter() - t0
@@ -173,12 +228,13 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     if cfg.knn_within > 0:
         for code in np.unique(split_code):
             members = np.nonzero(split_code == code)[0]
-            plan = within_search_plan(len(members), cfg)   # DSA204 reports what the budget cut
+            n_images = len(members) if is_view is None else int(np.count_nonzero(~is_view[members]))
+            plan = within_search_plan(n_images, cfg)   # DSA204 reports what the budget cut
             if plan in ("off", "skipped"):
                 continue
             use = shifts if plan == "shifts" else ((0, 0),)
-            r, q = _knn_candidates(thumbs, desc, members, members, use, cfg.knn_within + 1, cfg.knn_min_similarity,
-                                   margin=KNN_WITHIN_MARGIN)
+            r, q = _knn_candidates(thumbs, desc, members, members, use, cfg.knn_within + 1,
+                                   cfg.knn_min_similarity, margin=KNN_WITHIN_MARGIN, is_view=is_view)
             other = r != q
             found_a.append(r[other])
             found_b.append(q[other])
@@ -234,6 +290,39 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     return out
 
 
+def matches_with_views(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
+                       cfg: LeakageConfig, inner: np.ndarray | None = None, has_inner: np.ndarray | None = None,
+                       ref_code: int | None = 0, timings: dict[str, float] | None = None,
+                       keep_all: bool = False, smooth: np.ndarray | None = None) -> pd.DataFrame:
+    """``near_matches`` over every image's thumbnail plus, for images with a flat border
+    (`has_inner`), the thumbnail of what is inside it (hashing.thumbnails) as a second view.
+
+    Each view is searched as an image of its owner's split; pairs map back to the owners (a pair of
+    an image with itself is dropped) and each pair of images keeps its best match. Columns as
+    near_matches, plus view_a / view_b: the positions in `thumbs` followed by the inner views, so
+    that ``describe_transform`` sees the thumbnails that matched."""
+    n = len(thumbs)
+    extra = np.nonzero(has_inner)[0] if inner is not None and has_inner is not None else np.zeros(0, np.int64)
+    if not len(extra):
+        out = near_matches(thumbs, phash, desc, split_code, cfg, ref_code=ref_code, timings=timings,
+                           keep_all=keep_all, smooth=smooth)
+        return out.assign(view_a=out["a"], view_b=out["b"])
+    views = finalize({"thumb": inner[extra]})
+    owner = np.concatenate([np.arange(n), extra])
+    out = near_matches(np.concatenate([thumbs, inner[extra]]), np.concatenate([phash, views["phash"]]),
+                       np.concatenate([desc, views["desc"]]), split_code[owner], cfg, ref_code=ref_code,
+                       timings=timings, keep_all=keep_all,
+                       smooth=None if smooth is None else np.concatenate([smooth, views["smooth"]]),
+                       is_view=np.arange(len(owner)) >= n)
+    out = out.assign(view_a=out["a"], view_b=out["b"], a=owner[out["a"].to_numpy()], b=owner[out["b"].to_numpy()])
+    out = out[out["a"] != out["b"]]
+    lo, hi = np.minimum(out["a"], out["b"]), np.maximum(out["a"], out["b"])
+    out = (out.assign(_lo=lo, _hi=hi).sort_values(["_lo", "_hi", "similarity", "view_a", "view_b"],
+                                                  ascending=[True, True, False, True, True], kind="stable")
+           .drop_duplicates(["_lo", "_hi"]).drop(columns=["_lo", "_hi"]).reset_index(drop=True))
+    return out
+
+
 def smooth_boost(smooth: np.ndarray | None, a: np.ndarray, b: np.ndarray, dist: np.ndarray,
                  cfg: LeakageConfig) -> np.ndarray:
     """Extra similarity required of pairs of smooth (upscaled, low-information) images: 0 below a
@@ -248,7 +337,9 @@ def smooth_boost(smooth: np.ndarray | None, a: np.ndarray, b: np.ndarray, dist: 
 
 
 def describe_transform(row: Any, thumbs: np.ndarray, sizes: np.ndarray | None, swapped: bool = False) -> str:
-    """Name what turns image a into image b (or b into a when `swapped`), as far as recognised."""
+    """Name what turns image a into image b (or b into a when `swapped`), as far as recognised.
+    `thumbs` holds the images' thumbnails followed by their inner views (matches_with_views:
+    row.view_a / row.view_b index it; a view at or past len(sizes) is an inner one)."""
     parts = []
     if row.variant:
         name = _variant_name(row.variant)
@@ -259,7 +350,11 @@ def describe_transform(row: Any, thumbs: np.ndarray, sizes: np.ndarray | None, s
         parts.append("crop/zoom")
     if row.shift_y or row.shift_x:
         parts.append("shift")
-    ta, tb = thumbs[row.a].astype(np.float32), thumbs[row.b].astype(np.float32)
+    va, vb = getattr(row, "view_a", row.a), getattr(row, "view_b", row.b)
+    n_images = len(sizes) if sizes is not None else len(thumbs)
+    if (va >= n_images) != (vb >= n_images):   # one side matched through the view inside its border
+        parts.append("pad/border")
+    ta, tb = thumbs[va].astype(np.float32), thumbs[vb].astype(np.float32)
     if abs(ta.mean() - tb.mean()) > 8 or not 0.85 < (tb.std() + 1) / (ta.std() + 1) < 1.18:
         parts.append("brightness/contrast")
     if sizes is not None and not parts and tuple(sizes[row.a]) != tuple(sizes[row.b]):
@@ -370,10 +465,13 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
             ref = min(order[s] for s in set(splits[img_pos]))
         codes = split_rank[img_pos]
         smooth = feats["smooth"][img_pos] if "smooth" in feats else None
+        inner = feats["inner"][img_pos] if "inner" in feats else None
+        has_inner = feats["border"][img_pos].any(axis=1) if "border" in feats else None
+
         def search() -> pd.DataFrame:
             with thread_limit(ctx.config.resolved_jobs()):  # the search stages use a thread pool
-                return near_matches(thumbs, phash, desc, codes, cfg, ref_code=ref, timings=near_stats,
-                                    smooth=smooth)
+                return matches_with_views(thumbs, phash, desc, codes, cfg, inner=inner, has_inner=has_inner,
+                                          ref_code=ref, timings=near_stats, smooth=smooth)
 
         # A rescan of unchanged data reuses the matches: the key holds everything they depend on
         # beyond the index fingerprint (feature and matcher versions, the matching settings).
@@ -383,6 +481,8 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
         if not near_stats:
             near_stats["reused_from_cache"] = 1.0
         sizes = table[["width", "height"]].to_numpy()[img_pos] if len(img_pos) else None
+        if has_inner is not None and has_inner.any():   # the views that matched, for describe_transform
+            thumbs = np.concatenate([thumbs, inner[has_inner]])
         pixel_keys = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
         for r in near.itertuples(index=False):
             a, b = int(img_pos[r.a]), int(img_pos[r.b])

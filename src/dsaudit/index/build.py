@@ -168,10 +168,13 @@ def _assemble(layout: Layout, stats, records) -> tuple[pd.DataFrame, dict[str, n
     present = [r.get("features") is not None for r in records]
     col["has_features"] = np.array(present, dtype=bool)
     table = pd.DataFrame(col, columns=list(TABLE_COLUMNS) + ["sha256"])
+    # a feature some records lack (hashing.extract's "inner") is stacked with zeros for them
     features: dict[str, np.ndarray] = {}
-    template = next((r["features"] for r in records if r.get("features") is not None), None)
-    if template is not None:
-        for key, value in template.items():
-            zero = np.zeros_like(np.asarray(value))
-            features[key] = np.stack([r["features"][key] if ok else zero for r, ok in zip(records, present)])
+    templates: dict[str, np.ndarray] = {}
+    for r, ok in zip(records, present):
+        if ok:
+            for key, value in r["features"].items():
+                templates.setdefault(key, np.zeros_like(np.asarray(value)))
+    for key, zero in templates.items():
+        features[key] = np.stack([r["features"].get(key, zero) if ok else zero for r, ok in zip(records, present)])
     return table, features

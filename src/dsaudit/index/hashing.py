@@ -38,7 +38,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-FEATURES_VERSION = "2"
+FEATURES_VERSION = "3"
 THUMB = 32
 
 # The 8 dihedral transforms of a square image, as (name, transpose, flip rows, flip columns), applied
@@ -116,39 +116,130 @@ def fill_bands(gray: np.ndarray) -> tuple[int, int, int, int]:
     return bands[0], bands[1], bands[2], bands[3]
 
 
-def to_thumb(img: Image.Image) -> np.ndarray:
-    """32x32 grey thumbnail: area average over the whole image (aspect ratio ignored), less the
-    fill bands of an edge-filled shift (``fill_bands``): a shifted copy then becomes a crop."""
-    from_jpeg = img.format in ("JPEG", "MPO")
-    if img.mode not in ("L", "RGB"):
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(img, dtype=np.float64)
-            lo, hi = np.percentile(arr, (0.5, 99.5)) if arr.size else (0.0, 1.0)
-            arr = np.clip((arr - lo) / max(hi - lo, 1e-9) * 255.0, 0, 255).astype(np.uint8)
-            img = Image.fromarray(arr, mode="L")
-        elif img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            # composite on white so that transparent areas look like what a viewer shows
-            rgba = img.convert("RGBA")
-            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(bg, rgba).convert("RGB")
-        else:
-            img = img.convert("RGB")
-    gray = img.convert("L")
-    # JPEG repeats rows exactly inside its 8x8 blocks, and a Keras fill saved as JPEG is no longer exact
-    top, bottom, left, right = fill_bands(np.asarray(gray)) if not from_jpeg else (0, 0, 0, 0)
-    if top or bottom or left or right:
-        gray = gray.crop((left, top, gray.size[0] - right, gray.size[1] - bottom))
+FLAT_TOL = 3.0        # grey levels: mean absolute difference of a border row from the border colour
+FLAT_WORK = 128       # flat borders are measured on the image box-reduced to at most this side
+MIN_CONTENT = 0.5     # a trim that would leave less than this share of a side is not made
+MIN_BORDER = 0.03     # borders all thinner than this share of their side are left (the alignment copes)
+MIN_INNER_STD = 12.0  # grey-level spread the picture inside a border needs to make a view of its own
+
+
+def _flat_run(lines: np.ndarray) -> int:
+    """How many leading lines (rows of `lines`) are of one flat colour: the first line's median,
+    within FLAT_TOL on average. 0 unless the first line itself is that flat."""
+    colour = float(np.median(lines[0]))
+    dev = np.abs(lines - colour).mean(axis=1)
+    inside = dev > FLAT_TOL
+    return int(np.argmax(inside)) if inside.any() else len(lines)
+
+
+def flat_borders(gray: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows/columns (top, bottom, left, right) of flat colour around the content: a letterbox or
+    padding border, a figure's white margin, the black field around a CT body, the white page
+    around a digit. Copies differ most often in exactly these (padded to a square, re-cropped with
+    another margin), so the thumbnail is made of what is inside them. Decided on the image
+    box-reduced to at most FLAT_WORK pixels (which also averages added noise down), repeated for a
+    second colour inside the first (a white pad around a black CT field), and not made on an axis
+    where less than MIN_CONTENT of the side would remain (a nearly blank image stays whole). A
+    thin line of JPEG ringing next to the content may stay; the alignment absorbs it."""
+    h, w = gray.shape[:2]
+    if h < 8 or w < 8:
+        return 0, 0, 0, 0
+    g = gray.astype(np.float32)
+    # fast exit, the common case: no outermost line is anywhere near flat
+    if all(float(np.abs(e - np.median(e)).mean()) > FLAT_TOL for e in (g[0], g[-1], g[:, 0], g[:, -1])):
+        return 0, 0, 0, 0
+    f = max(1, -(-max(h, w) // FLAT_WORK))
+    if f > 1:
+        hh, ww = h // f, w // f
+        g = g[:hh * f, :ww * f].reshape(hh, f, ww, f).mean(axis=(1, 3))
+    top = bottom = left = right = 0
+    for _ in range(2):
+        box = g[top:g.shape[0] - bottom, left:g.shape[1] - right]
+        if min(box.shape) < 4:
+            break
+        t, b = _flat_run(box), _flat_run(box[::-1])
+        l_, r = _flat_run(box.T), _flat_run(box.T[::-1])
+        if not (t or b or l_ or r):
+            break
+        top, bottom, left, right = top + t, bottom + b, left + l_, right + r
+    hs, ws = g.shape
+    if hs - top - bottom < max(2, MIN_CONTENT * hs):
+        top = bottom = 0
+    if ws - left - right < max(2, MIN_CONTENT * ws):
+        left = right = 0
+    if max(top, bottom) < MIN_BORDER * hs and max(left, right) < MIN_BORDER * ws:
+        return 0, 0, 0, 0
+    # back to the full-size pixel grid (a partly flat block stays: the cut is on the inside edge)
+    return top * f, bottom * f, left * f, right * f
+
+
+def _flat_image(img: Image.Image) -> Image.Image:
+    """The image as 8-bit grey or RGB (16-bit and float images stretched to their 0.5-99.5
+    percentiles; transparency composited on white, as a viewer shows it)."""
+    if img.mode in ("L", "RGB"):
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = np.percentile(arr, (0.5, 99.5)) if arr.size else (0.0, 1.0)
+        arr = np.clip((arr - lo) / max(hi - lo, 1e-9) * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _shrink(gray: Image.Image) -> np.ndarray:
     if gray.size != (THUMB, THUMB):
         gray = gray.resize((THUMB, THUMB), Image.Resampling.BOX if min(gray.size) >= THUMB
                            else Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.uint8)
 
 
+def thumbnails(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int, int, int]]:
+    """(thumbnail, inner thumbnail or None, flat border box) of an image.
+
+    The thumbnail is 32x32 grey, an area average over the whole image (aspect ratio ignored), less
+    the fill bands of an edge-filled shift (``fill_bands``: a shifted copy then becomes a crop).
+    When the picture sits inside a flat border (``flat_borders``), the inner thumbnail is made of
+    what is inside it: a second view of the image, so that a padded or re-margined copy lines up
+    with its original. It is a view added, not a replacement, because whether a border counts as
+    flat can differ between an image and its copy (noise added, a gamma change on a near-flat sky).
+    """
+    from_jpeg = img.format in ("JPEG", "MPO")
+    gray = _flat_image(img).convert("L")
+    # JPEG repeats rows exactly inside its 8x8 blocks, and a Keras fill saved as JPEG is no longer exact
+    top, bottom, left, right = fill_bands(np.asarray(gray)) if not from_jpeg else (0, 0, 0, 0)
+    if top or bottom or left or right:
+        gray = gray.crop((left, top, gray.size[0] - right, gray.size[1] - bottom))
+    box = flat_borders(np.asarray(gray))
+    inner = None
+    if any(box):
+        top, bottom, left, right = box
+        inner = _shrink(gray.crop((left, top, gray.size[0] - right, gray.size[1] - bottom)))
+        if inner.std() < MIN_INNER_STD:   # a sliver of edge in a near-flat image, stretched: no view
+            inner, box = None, (0, 0, 0, 0)
+    return _shrink(gray), inner, box
+
+
+def to_thumb(img: Image.Image) -> np.ndarray:
+    """The 32x32 grey thumbnail of ``thumbnails``."""
+    return thumbnails(img)[0]
+
+
 def extract(img: Image.Image) -> dict[str, np.ndarray]:
-    return {
-        "thumb": to_thumb(img),
+    """Per-image features. "inner" (the thumbnail inside a flat border) is present only for images
+    that have one; the index stacks it with zeros for the others, and "border" says which."""
+    thumb, inner, box = thumbnails(img)
+    out = {
+        "thumb": thumb,
+        "border": np.array(box, dtype=np.uint16),
         "pixel_hash": np.frombuffer(_pixel_digest(img), dtype=np.uint64).copy(),
     }
+    if inner is not None:
+        out["inner"] = inner
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
