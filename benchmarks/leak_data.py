@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 COVID_CT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "covid-ct"
 
@@ -157,6 +157,91 @@ IMAGE_TRANSFORMS = {
 }
 
 
+
+# -- further edits seen in real datasets and augmentation pipelines (`--extra`) -----------------
+
+def blur(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Gaussian blur of 0.5-1.5% of the image side (torchvision GaussianBlur, a soft re-scan)."""
+    return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.005, 0.015)) * max(img.size)))
+
+
+def noise(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Additive Gaussian noise, sigma 4-12 grey levels (GaussNoise)."""
+    arr = np.asarray(img.convert("RGB"), np.float32)
+    arr = arr + rng.normal(0, float(rng.uniform(4, 12)), size=arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def grayscale(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return img.convert("L").convert("RGB")
+
+
+def gamma(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Gamma 0.6-0.85 or 1.2-1.7 (a different display window or camera curve)."""
+    g = float(rng.choice([rng.uniform(0.6, 0.85), rng.uniform(1.2, 1.7)]))
+    lut = [round(255 * (i / 255) ** g) for i in range(256)]
+    return img.convert("RGB").point(lut * 3)
+
+
+def colour(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Saturation x0.5-1.5 and a hue turn of up to 0.08 of the circle (ColorJitter)."""
+    img = ImageEnhance.Color(img.convert("RGB")).enhance(float(rng.uniform(0.5, 1.5)))
+    h, s, v = img.convert("HSV").split()
+    turn = int(rng.uniform(-0.08, 0.08) * 255)
+    h = h.point(lambda x: (x + turn) % 256)
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def equalize(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Histogram equalisation (what a different CT window or an auto-levels step does)."""
+    return ImageOps.equalize(img.convert("RGB"))
+
+
+def pad(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A black or white border of 3-10% on every side (letterboxing, a figure's margin)."""
+    w, h = img.size
+    b = max(1, int(round(max(w, h) * float(rng.uniform(0.03, 0.10)))))
+    fill = (0, 0, 0) if rng.uniform() < 0.5 else (255, 255, 255)
+    return ImageOps.expand(img.convert("RGB"), border=b, fill=fill)
+
+
+def stretch(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Resize to a different aspect ratio: one side x0.8-0.9 (a resize without keeping the aspect)."""
+    w, h = img.size
+    f = float(rng.uniform(0.8, 0.9))
+    return img.resize((max(8, round(w * f)), h) if rng.uniform() < 0.5 else (w, max(8, round(h * f))),
+                      Image.Resampling.BICUBIC)
+
+
+def annotate(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """An arrow and a short label drawn on the image (figures in papers, marked-up scans)."""
+    img = img.convert("RGB").copy()
+    w, h = img.size
+    d = ImageDraw.Draw(img)
+    colour_ = tuple(int(c) for c in rng.choice([[255, 255, 255], [255, 255, 0], [255, 0, 0]]))
+    x0, y0 = float(rng.uniform(0.2, 0.8)) * w, float(rng.uniform(0.2, 0.8)) * h
+    x1, y1 = x0 + float(rng.uniform(0.08, 0.15)) * w, y0 + float(rng.uniform(0.08, 0.15)) * h
+    lw = max(1, round(min(w, h) / 64))
+    d.line([(x0, y0), (x1, y1)], fill=colour_, width=lw)
+    d.polygon([(x0, y0), (x0 + 3 * lw, y0 + lw), (x0 + lw, y0 + 3 * lw)], fill=colour_)
+    d.text((float(rng.uniform(0.02, 0.1)) * w, float(rng.uniform(0.02, 0.1)) * h), "A", fill=colour_)
+    return img
+
+
+def republish(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Cropped by up to 6%, resized x0.6-1.4 and saved as JPEG quality 50-85 (a figure re-used)."""
+    out = resize(crop(img, rng, max_frac=0.06), rng)
+    buf = io.BytesIO()
+    out.convert("RGB").save(buf, "JPEG", quality=int(rng.integers(50, 86)))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+EXTRA_TRANSFORMS = {
+    "blur": blur, "noise": noise, "gray": grayscale, "gamma": gamma, "colour": colour,
+    "equalize": equalize, "pad": pad, "stretch": stretch, "annotate": annotate, "republish": republish,
+}
+ALL_TRANSFORMS = {**IMAGE_TRANSFORMS, **EXTRA_TRANSFORMS}
+
 # -- transforms on a Source (re-cut from the original scene) --------------------------------
 
 def source_transform(name: str, src: Source, rng: np.random.Generator) -> Image.Image:
@@ -171,4 +256,4 @@ def source_transform(name: str, src: Source, rng: np.random.Generator) -> Image.
     if name == "rotate":
         ang = float(rng.uniform(2, 10)) * (1 if rng.uniform() < 0.5 else -1)
         return src.crop(angle=ang, scale=0.9)
-    return IMAGE_TRANSFORMS[name](src.crop(), rng)
+    return ALL_TRANSFORMS[name](src.crop(), rng)
