@@ -7,6 +7,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from dsaudit.config import AuditConfig, IntegrityConfig
@@ -68,6 +69,31 @@ def test_jpeg_with_trailing_bytes_is_not_truncated(clean):
     jpg = write_image(clean / "train" / "dog" / "trailer.jpg", real_patches(1, 64, seed=5)[0])
     jpg.write_bytes(jpg.read_bytes() + b"\x00" * 100 + b"camera-metadata")
     assert scan(clean, CFG).findings == []
+
+
+def test_motion_photo_jpeg_with_a_long_trailer_is_not_truncated(clean):
+    """A JPEG followed by more bytes than its own size (a phone's "motion photo": the video is
+    appended after the end-of-image marker) decodes fully and is not broken."""
+    jpg = write_image(clean / "train" / "dog" / "motion.jpg", real_patches(1, 64, seed=6)[0])
+    video = b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(50_000)
+    jpg.write_bytes(jpg.read_bytes() + video)
+    assert scan(clean, CFG).findings == []
+
+
+def test_cut_jpeg_with_an_embedded_thumbnail_is_still_truncated(clean):
+    """The end-of-image marker of an EXIF thumbnail (a whole JPEG inside APP1) does not make a cut
+    main image look complete."""
+    import io as _io
+
+    thumb = _io.BytesIO()
+    Image.fromarray(real_patches(1, 32, seed=8)[0]).save(thumb, "JPEG")
+    payload = b"Exif\x00\x00" + thumb.getvalue()
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    jpg = write_image(clean / "train" / "dog" / "cut_exif.jpg", real_patches(1, 128, seed=9)[0])
+    data = jpg.read_bytes()
+    whole = data[:2] + app1 + data[2:]
+    jpg.write_bytes(whole[: len(whole) - (len(data) - 2) // 3])   # cut inside the main image's scan
+    assert [(f.check_id, f.paths) for f in scan(clean, CFG).findings] == [("DSA002", ("train/dog/cut_exif.jpg",))]
 
 
 def test_extension_mismatch_groups_files_by_extension_and_format(clean):
@@ -175,3 +201,18 @@ def test_multiprocess_index_matches_single_process(clean):
     two = scan(clean, dataclasses.replace(CFG, cache=False, jobs=2))
     assert [f.to_dict() for f in one.findings] == [f.to_dict() for f in two.findings]
     assert one.meta["fingerprint"] == two.meta["fingerprint"]
+
+
+def test_float_images_with_nan_pixels_keep_their_content_and_all_nan_is_broken(tmp_path):
+    """One NaN pixel must not turn a float TIFF into a constant thumbnail (two unrelated ones then
+    matched as duplicates); an image with no finite value at all is broken."""
+    make_split_dataset(tmp_path, {"train": {"a": 4}, "val": {"a": 4}}, size=48, seed=3)
+    for i, split in enumerate(("train", "val")):
+        x = np.asarray(Image.fromarray(real_patches(1, 64, seed=40 + i)[0]).convert("L"), np.float32) / 255
+        x[10, 10] = np.nan
+        Image.fromarray(x, mode="F").save(tmp_path / split / "a" / f"float_nan_{i}.tif")
+    Image.fromarray(np.full((32, 32), np.nan, np.float32), mode="F").save(tmp_path / "val" / "a" / "all_nan.tif")
+    result = scan(tmp_path, dataclasses.replace(CFG, select=("DSA0*", "DSA2*")))
+    assert not [f for f in result.findings if f.check_id.startswith("DSA2")]
+    assert [(f.check_id, f.paths) for f in result.findings if f.check_id == "DSA001"] == [
+        ("DSA001", ("val/a/all_nan.tif",))]

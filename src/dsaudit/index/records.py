@@ -75,17 +75,41 @@ def sniff_format(head: bytes) -> str:
     return ""
 
 
+def _jpeg_scan_start(data: bytes) -> int:
+    """Offset of the first start-of-scan (SOS) marker of the main image, found by walking the
+    marker segments by their lengths (so a thumbnail embedded in EXIF, a whole JPEG inside APP1,
+    is stepped over); -1 when the header is cut short or malformed."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return -1
+        marker = data[pos + 1]
+        if marker == 0xFF:            # fill bytes before a marker
+            pos += 1
+            continue
+        if marker == 0xDA:
+            return pos
+        if marker in (0x01, *range(0xD0, 0xD8)):   # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return -1
+
+
 def _stream_incomplete(fmt: str, data: bytes | None) -> bool:
-    """True when the stream visibly stops early: a JPEG without its end-of-image marker, a PNG
-    without IEND. Lenient on purpose: trailing bytes after the marker (camera metadata, padding)
-    are common in valid files, so the marker only has to appear in the second half of the file
-    (an embedded EXIF thumbnail's marker sits at the start and does not count)."""
+    """True when the stream visibly stops early: a JPEG whose image data has no end-of-image
+    marker after its first scan, a PNG without IEND after its image data. Pillow decodes such a
+    JPEG without complaint (libjpeg pads the missing rows with grey). Bytes after the end marker
+    are fine: camera metadata, padding, the video of a "motion photo"."""
     if data is None or len(data) < 64:
         return False
-    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(fmt)
-    if marker is None:
-        return False
-    return data.rfind(marker) < len(data) // 2
+    if fmt == "JPEG":
+        sos = _jpeg_scan_start(data)
+        return sos < 0 or data.find(b"\xff\xd9", sos) < 0
+    if fmt == "PNG":
+        idat = data.find(b"IDAT")
+        return data.find(b"IEND", max(idat, 0)) < 0
+    return False
 
 
 def _hash_file(path: str) -> str:
