@@ -174,13 +174,19 @@ def flat_borders(gray: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def _flat_image(img: Image.Image) -> Image.Image:
-    """The image as 8-bit grey or RGB (16-bit and float images stretched to their 0.5-99.5
-    percentiles; transparency composited on white, as a viewer shows it)."""
+    """The image as 8-bit grey or RGB (16-bit and float images stretched to the 0.5-99.5
+    percentiles of their finite values, NaN/inf shown as the low end; transparency composited on
+    white, as a viewer shows it). Raises ValueError for a float image with no finite value, which
+    the index then reports as a broken image."""
     if img.mode in ("L", "RGB"):
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = np.percentile(arr, (0.5, 99.5)) if arr.size else (0.0, 1.0)
+        finite = np.isfinite(arr)   # NaN/inf pixels (float TIFFs) would make every percentile NaN
+        if arr.size and not finite.any():
+            raise ValueError("no finite pixel value (NaN or infinity everywhere)")
+        lo, hi = np.percentile(arr[finite], (0.5, 99.5)) if arr.size else (0.0, 1.0)
+        arr = np.where(finite, arr, lo)
         arr = np.clip((arr - lo) / max(hi - lo, 1e-9) * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L")
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
