@@ -91,3 +91,27 @@ def test_rescan_does_not_search_for_near_duplicates_again(tmp_path, monkeypatch)
     assert any(f.check_id == "DSA202" for f in second.findings)
     scan(tmp_path / "d", dataclasses.replace(cfg, leakage=dataclasses.replace(cfg.leakage, near_threshold=6)))
     assert len(calls) == 2  # other settings: searched again
+
+
+def test_a_cache_folder_inside_the_dataset_is_not_written(tmp_path, monkeypatch):
+    """Wherever the cache folder comes from (--cache-dir, DSAUDIT_CACHE_DIR, XDG_CACHE_HOME, HOME),
+    a scan never writes into the dataset: inside it, the scan runs without a cache and says so."""
+    from imagery import tree_snapshot
+
+    make_split_dataset(tmp_path / "d", {"train": {"a": 3}, "val": {"a": 3}}, size=32)
+    monkeypatch.delenv("DSAUDIT_CACHE_DIR", raising=False)
+    before = tree_snapshot(tmp_path / "d")
+    notes: list[str] = []
+    cases = [({"cache_dir": str(tmp_path / "d" / "cache")}, {}),
+             ({}, {"DSAUDIT_CACHE_DIR": str(tmp_path / "d" / "train" / ".c")}),
+             ({}, {"XDG_CACHE_HOME": str(tmp_path / "d")}),
+             ({}, {"HOME": str(tmp_path / "d"), "XDG_CACHE_HOME": ""})]
+    for cfg, env in cases:
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v) if v else m.delenv(k, raising=False)
+            result = scan(tmp_path / "d", dataclasses.replace(CFG, **cfg), notify=notes.append)
+        assert result.summary["cache"] == {"hits": 0, "misses": 6}
+        assert "inside the dataset" in result.meta["notes"][0]
+    assert tree_snapshot(tmp_path / "d") == before
+    assert len(notes) == len(cases) and all("scanning without a cache" in n for n in notes)

@@ -138,6 +138,9 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
     t0 = time.perf_counter()
     accepted = policy.load_baseline(baseline) if baseline else set()
     index = build(root, config, manifest, progress=progress)
+    for note in index.notes:
+        if notify is not None:
+            notify(note)
     findings, errors, ctx, check_timings = run_checks(index, config, status, notify)
     findings = policy.apply_overrides(findings, config.severity)
     findings = policy.apply_baseline(findings, accepted)
@@ -163,7 +166,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
         meta={"command": command, "started": started.isoformat(timespec="seconds"),
               "duration_seconds": round(duration, 3), "fingerprint": index.fingerprint,
               "timings": timings, "jobs": config.resolved_jobs(), "checks": check_docs(),
-              "checks_run": list(check_timings), "dsaudit_version": __version__},
+              "checks_run": list(check_timings), "dsaudit_version": __version__, "notes": list(index.notes)},
         dsaudit_version=__version__,
         thumbnails=thumbs,
     )

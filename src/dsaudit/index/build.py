@@ -19,7 +19,7 @@ from dsaudit.index.cache import RecordCache, default_cache_dir
 from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
 from dsaudit.index.engine import map_files
 from dsaudit.index.memo import Memo
-from dsaudit.index.layout import Layout
+from dsaudit.index.layout import Layout, display_path
 from dsaudit.index.records import RECORD_VERSION, analyse_file
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
@@ -68,7 +68,8 @@ def build_index(layout: Layout, config: AuditConfig,
     root_key = ""
     hits: dict[str, dict[str, Any]] = {}
     t1 = time.perf_counter()
-    if config.cache:
+    cache_note = _cache_inside_dataset(layout, config) if config.cache else ""
+    if config.cache and not cache_note:
         try:
             root_key = (str(layout.root) if io.is_remote(str(layout.root)) else os.path.realpath(layout.root))
             root_key += f"::{layout.manifest}" if layout.manifest else ""
@@ -118,6 +119,8 @@ def build_index(layout: Layout, config: AuditConfig,
         table["group"] = table["group"].where(table["group"] != "", from_regex)
     index = DatasetIndex(layout.root, layout, table, features, timings,
                          stats={"cache_hits": len(entries) - len(todo), "decoded": len(todo)})
+    if cache_note:
+        index.notes.append(cache_note)
     index.fingerprint = table_fingerprint(table)
     if cache is not None:
         index.memo = Memo(default_cache_dir(config.cache_dir), root_key)
@@ -129,6 +132,21 @@ def build_index(layout: Layout, config: AuditConfig,
     timings["finalize"] = time.perf_counter() - t5
     timings["index_total"] = time.perf_counter() - t0
     return index
+
+
+def _cache_inside_dataset(layout: Layout, config: AuditConfig) -> str:
+    """A note when the cache folder (--cache-dir, DSAUDIT_CACHE_DIR, XDG_CACHE_HOME or ~/.cache)
+    lies inside the dataset, "" otherwise. A scan never writes into a dataset, so it then runs
+    without a cache rather than failing: the folder may come from the environment (a dataset that
+    holds the home folder), not from a choice the user made for this scan."""
+    if io.is_remote(str(layout.root)):
+        return ""
+    folder = os.path.realpath(default_cache_dir(config.cache_dir))
+    root = os.path.realpath(layout.root)
+    if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep):
+        return (f"the cache folder {display_path(folder)} is inside the dataset; scanning without a cache "
+                "(set --cache-dir or DSAUDIT_CACHE_DIR to a folder elsewhere)")
+    return ""
 
 
 def table_fingerprint(table: pd.DataFrame) -> str:

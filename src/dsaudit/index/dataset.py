@@ -56,6 +56,7 @@ class DatasetIndex:
     stats: dict[str, Any] = field(default_factory=dict)
     memo: Any = None  # index.memo.Memo when caching is on; see memoize()
     fingerprint: str = ""
+    notes: list[str] = field(default_factory=list)  # how the scan ran, for the user (e.g. cache off)
 
     def memoize(self, name: str, key: str, compute):
         """Return compute(), reusing the stored value of an earlier scan of the same data when the
