@@ -186,13 +186,6 @@ def _assemble(layout: Layout, stats, records) -> tuple[pd.DataFrame, dict[str, n
     present = [r.get("features") is not None for r in records]
     col["has_features"] = np.array(present, dtype=bool)
     table = pd.DataFrame(col, columns=list(TABLE_COLUMNS) + ["sha256"])
-    # a feature some records lack (hashing.extract's "inner") is stacked with zeros for them
-    features: dict[str, np.ndarray] = {}
-    templates: dict[str, np.ndarray] = {}
-    for r, ok in zip(records, present):
-        if ok:
-            for key, value in r["features"].items():
-                templates.setdefault(key, np.zeros_like(np.asarray(value)))
-    for key, zero in templates.items():
-        features[key] = np.stack([r["features"].get(key, zero) if ok else zero for r, ok in zip(records, present)])
+    # features travel as bytes (hashing.FEATURE_SPEC); one lacking from a record is zeros there
+    features = hashing.stack_features([r.get("features") for r in records])
     return table, features

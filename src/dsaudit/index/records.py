@@ -175,7 +175,7 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
                     rec["truncated"] = True
                     rec["error"] = "image data ends early (end-of-image marker missing)"
                     return rec
-                rec["features"] = hashing.extract(img)
+                rec["features"] = hashing.encode_features(hashing.extract(img))
                 rec["kind"] = "image"
                 rec["readable"] = True
     except Exception as exc:  # any decoder failure is a finding, never a crash
