@@ -392,11 +392,14 @@ class HiddenFiles(Check):
 
 
 class SymlinkProblem(Check):
-    """Symbolic links that loop, dangle, or lead outside the dataset root.
+    """Symbolic links that loop, dangle, lead outside the dataset root, or repeat a folder.
 
     Why: A loop makes naive walkers recurse forever; a dangling link is a missing sample; a link out of
     the root means the dataset is not self-contained and can change behind your back (or, in a
-    published archive, points at nothing).
+    published archive, points at nothing). A folder link to another class or split folder makes a
+    loader that follows links read the same files twice, under another label or split; when the
+    other folder is in another split, that is leakage and the finding is an error. dsaudit follows
+    no folder link that leaves the root or leads to a folder it scans anyway.
     Fix: Replace links with the files they point to, or remove them.
     """
 
@@ -404,8 +407,10 @@ class SymlinkProblem(Check):
     name = "integrity.symlink-problem"
     severity = Severity.WARNING
 
-    KINDS = {"symlink_loop": "loops back on itself", "symlink_broken": "points to nothing",
+    KINDS = {"symlink_cross_split": "lead to a folder of another split (the same files in two splits)",
+             "symlink_loop": "loops or leads to a folder scanned already", "symlink_broken": "points to nothing",
              "symlink_outside": "points outside the dataset root"}
+    ERROR_KINDS = {"symlink_cross_split"}   # leakage for any loader that follows links
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         for kind, what in self.KINDS.items():
@@ -415,6 +420,7 @@ class SymlinkProblem(Check):
                                    f"{len(found)} symlink(s) {what}, e.g. {found[0].path} "
                                    f"({found[0].detail}).",
                                    paths=[i.path for i in found], subject=kind,
+                                   severity=Severity.ERROR if kind in self.ERROR_KINDS else None,
                                    evidence={"kind": kind, "links": [{"path": i.path, "detail": i.detail}
                                                                      for i in found[:EXAMPLES]]})
 

@@ -10,14 +10,18 @@ Three layouts are recognised, and the one found is reported:
   relative to the CSV file.
 
 Class folders are walked recursively, as Keras' ``image_dataset_from_directory`` does. Hidden and
-system files are skipped and reported; symlinks are followed when they stay inside ROOT and do not
-loop, and reported otherwise. Root-level problems raise :class:`DatasetError`; everything else is
-recorded as a :class:`WalkIssue` for the integrity checks to turn into findings.
+system files are skipped and reported. Folder symlinks (split, class or sub-folder) are followed
+only when they stay inside ROOT and lead to a folder not scanned already, so each real folder is
+scanned once; links that leave ROOT, loop, dangle or repeat a folder are reported, not followed.
+A file symlink is a sample even when it leaves ROOT (loaders open it), and is reported then.
+Root-level problems raise :class:`DatasetError`; everything else is recorded as a
+:class:`WalkIssue` for the integrity checks to turn into findings.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io as io_module
 import os
 import stat
@@ -66,7 +70,7 @@ class FileEntry:
 class WalkIssue:
     """Something the walk noticed that is not a sample: reported by the integrity checks."""
 
-    kind: str           # hidden | symlink_loop | symlink_outside | symlink_broken | unknown_folder |
+    kind: str           # hidden | symlink_loop | symlink_cross_split | symlink_outside | symlink_broken | unknown_folder |
                         # stray_file | empty_class | unreadable_dir | duplicate_split_folder |
                         # manifest_missing | manifest_bad_row | unknown_split_value
     path: str           # display path relative to ROOT (or the manifest row)
@@ -102,86 +106,189 @@ class Layout:
 
 
 class _Walker:
-    """Recursive, loop-safe walk of one class folder."""
+    """Loop-safe, iterative walk of the class folders of one scan.
+
+    Every real folder is scanned at most once per scan. Before any class folder is walked, ROOT, the
+    split folders and the class folders are *claimed* (by (st_dev, st_ino)), so a link to any of them
+    (or into a class folder) is reported and not followed, whichever name sorts first: a loader that
+    follows it would read the same files twice, under another label or split. A folder symlink that
+    resolves outside ROOT is reported and never followed (it may lead to `/`); a file symlink that
+    leaves ROOT is still a sample (loaders open it), but reported.
+    """
 
     def __init__(self, root: Path, issues: list[WalkIssue]):
         self.root = root
         self.root_real = os.path.realpath(root)
         self.issues = issues
+        self.seen: dict[tuple[int, int], str] = {}      # folder key -> path it is scanned as
+        self.split_of: dict[tuple[int, int], str] = {}  # folder key -> split it is scanned in
+        self.class_keys: set[tuple[int, int]] = set()   # keys of the claimed class folders
+        try:
+            self.seen[self._dir_key(str(root))] = str(root)
+        except OSError:
+            pass  # check_root passed: only a race gets here, and listing ROOT will say so
 
     def rel(self, path: str) -> str:
         return display_path(os.path.relpath(path, self.root)).replace(os.sep, "/")
 
-    def inside_root(self, real: str) -> bool:
-        return real == self.root_real or real.startswith(self.root_real + os.sep)
+    def _where(self, key: tuple[int, int]) -> str:
+        """Where a claimed folder is scanned, for messages (computed only when one is needed)."""
+        rel = self.rel(self.seen[key])
+        return "ROOT" if rel == "." else rel
 
-    def walk(self, folder: str, split: str, label: str) -> list[str]:
-        """Return the sample files under `folder` in loader order (sorted names, depth-first)."""
-        files: list[str] = []
-        try:
-            ancestors = {self._dir_key(folder)}
-        except OSError as exc:
-            self.issues.append(WalkIssue("unreadable_dir", self.rel(folder), str(exc.strerror or exc),
-                                         split, label))
-            return files
-        self._walk(folder, split, label, files, ancestors)
-        return files
+    def inside_root(self, real: str) -> bool:
+        return real == self.root_real or real.startswith(self.root_real.rstrip(os.sep) + os.sep)
 
     @staticmethod
     def _dir_key(path: str) -> tuple[int, int]:
         st = os.stat(path)
         return (st.st_dev, st.st_ino)
 
-    def _walk(self, folder: str, split: str, label: str, files: list[str],
-              ancestors: set[tuple[int, int]]) -> None:
+    def link_error(self, path: str, exc: OSError, split: str = "", label: str = "") -> WalkIssue:
+        """The issue for a symlink whose target cannot be reached: a loop (ELOOP) or broken."""
+        kind = "symlink_loop" if exc.errno == errno.ELOOP else "symlink_broken"
         try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            self.issues.append(WalkIssue("unreadable_dir", self.rel(folder),
-                                         str(exc.strerror or exc), split, label))
-            return
-        for entry in entries:
-            path = entry.path
-            if is_hidden_or_system(entry.name):
-                self.issues.append(WalkIssue("hidden", self.rel(path), "", split, label))
-                continue
+            target = f"points to {display_path(os.readlink(path))}"
+        except OSError:
+            target = "target unknown"
+        return WalkIssue(kind, self.rel(path), target, split, label)
+
+    def stray(self, entry: os.DirEntry, detail: str, split: str = "") -> WalkIssue:
+        """A non-folder entry where folders are expected: a broken or looping link, or a stray file."""
+        if _is_link(entry):
             try:
-                is_link = entry.is_symlink()
-                if is_link:
-                    real = os.path.realpath(path)
-                    try:
-                        st = os.stat(path)
-                    except OSError as exc:
-                        kind = "symlink_loop" if getattr(exc, "errno", None) == 40 else "symlink_broken"
-                        self.issues.append(WalkIssue(kind, self.rel(path),
-                                                     f"points to {display_path(os.readlink(path))}",
-                                                     split, label))
-                        continue
-                    if not self.inside_root(real):
-                        self.issues.append(WalkIssue("symlink_outside", self.rel(path),
-                                                     f"points outside ROOT to {display_path(real)}",
-                                                     split, label))
-                    is_dir = stat.S_ISDIR(st.st_mode)
-                else:
-                    is_dir = entry.is_dir(follow_symlinks=False)
+                os.stat(entry.path)
             except OSError as exc:
-                self.issues.append(WalkIssue("unreadable_dir", self.rel(path), str(exc), split, label))
+                return self.link_error(entry.path, exc, split)
+        return WalkIssue("stray_file", self.rel(entry.path), detail, split)
+
+    def admit(self, path: str, is_link: bool, split: str, label: str,
+              is_class: bool = False) -> WalkIssue | None:
+        """Claim a folder for walking: None when it is to be walked, else the issue saying why not.
+
+        Refused: links leading outside ROOT, folders already claimed (a loop when the target is
+        above the link, a repeat otherwise), and links into a claimed class folder."""
+        real = os.path.realpath(path) if is_link else ""
+        if is_link and not self.inside_root(real):
+            return WalkIssue("symlink_outside", self.rel(path),
+                             f"points outside ROOT to {display_path(real)}; not followed", split, label)
+        try:
+            key = self._dir_key(path)
+        except OSError as exc:
+            if is_link:
+                return self.link_error(path, exc, split, label)
+            return WalkIssue("unreadable_dir", self.rel(path), str(exc.strerror or exc), split, label)
+        if key in self.seen:
+            return WalkIssue(self._repeat_kind(split, self.split_of.get(key, "")), self.rel(path),
+                             self._repeat_detail(path, is_link, real, key), split, label)
+        if is_link:
+            container = self._class_containing(real)
+            if container is not None:
+                where, other_split = container
+                return WalkIssue(self._repeat_kind(split, other_split), self.rel(path),
+                                 f"leads into {where}, which is scanned already; not followed",
+                                 split, label)
+        self.seen[key] = path
+        self.split_of[key] = split
+        if is_class:
+            self.class_keys.add(key)
+        return None
+
+    def admit_all(self, folders: list[tuple[str, bool, str, str]], is_class: bool = False) -> list[WalkIssue | None]:
+        """admit() each (path, is_link, split, label), real folders before links, so that a real
+        folder is never reported as a repeat of a link to it that happens to sort first."""
+        verdicts: list[WalkIssue | None] = [None] * len(folders)
+        for links in (False, True):
+            for i, (path, is_link, split, label) in enumerate(folders):
+                if is_link == links:
+                    verdicts[i] = self.admit(path, is_link, split, label, is_class)
+        return verdicts
+
+    @staticmethod
+    def _repeat_kind(split: str, other_split: str) -> str:
+        """A repeat that crosses splits is leakage for a loader that follows links (the same files
+        in train and val), not just a loop: it gets a kind of its own, reported as an error."""
+        return "symlink_cross_split" if split and other_split and split != other_split else "symlink_loop"
+
+    def _repeat_detail(self, path: str, is_link: bool, real: str, key: tuple[int, int]) -> str:
+        if not is_link:
+            return f"same folder as {self._where(key)} (a bind mount?); not walked again"
+        here = os.path.realpath(os.path.dirname(path))
+        if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+            return f"links back to a folder above it ({self._where(key)}); not followed"
+        return f"leads to {self._where(key)}, which is scanned already; not followed"
+
+    def _class_containing(self, real: str) -> tuple[str, str] | None:
+        """(where it is scanned, its split) of the claimed class folder that holds the folder
+        `real` (a path inside ROOT), if any."""
+        parent = os.path.dirname(real)
+        while parent != self.root_real and self.inside_root(parent):
+            try:
+                key = self._dir_key(parent)
+            except OSError:
+                return None
+            if key in self.class_keys:
+                return self._where(key), self.split_of.get(key, "")
+            parent, previous = os.path.dirname(parent), parent
+            if parent == previous:
+                return None
+        return None
+
+    def walk(self, folder: str, split: str, label: str) -> list[str]:
+        """Sample files under an admitted class folder in loader order.
+
+        Names are sorted in each folder and a sub-folder's files come where its name sorts
+        (depth-first), exactly as a recursive walk; an explicit stack keeps any depth within limits."""
+        files: list[str] = []
+        stack = [iter(self._listing(folder, split, label))]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
                 continue
-            if is_dir:
-                try:
-                    key = self._dir_key(path)
-                except OSError as exc:
-                    self.issues.append(WalkIssue("unreadable_dir", self.rel(path), str(exc), split, label))
-                    continue
-                if key in ancestors:
-                    self.issues.append(WalkIssue("symlink_loop", self.rel(path),
-                                                 "links back to a folder above it; not followed",
-                                                 split, label))
-                    continue
-                self._walk(path, split, label, files, ancestors | {key})
-            else:
-                files.append(path)
+            kind = self._entry_kind(entry, split, label)
+            if kind == "file":
+                files.append(entry.path)
+            elif kind in ("dir", "linked_dir"):
+                issue = self.admit(entry.path, kind == "linked_dir", split, label)
+                if issue is not None:
+                    self.issues.append(issue)
+                else:
+                    stack.append(iter(self._listing(entry.path, split, label)))
+        return files
+
+    def _listing(self, folder: str, split: str, label: str) -> list[os.DirEntry]:
+        try:
+            return _list_dir(Path(folder))
+        except OSError as exc:
+            self.issues.append(WalkIssue("unreadable_dir", self.rel(folder), str(exc.strerror or exc),
+                                         split, label))
+            return []
+
+    def _entry_kind(self, entry: os.DirEntry, split: str, label: str) -> str | None:
+        """"file", "dir" or "linked_dir"; None (with the issue recorded) for what is not walked."""
+        path = entry.path
+        if is_hidden_or_system(entry.name):
+            self.issues.append(WalkIssue("hidden", self.rel(path), "", split, label))
+            return None
+        try:
+            if not entry.is_symlink():
+                return "dir" if entry.is_dir(follow_symlinks=False) else "file"
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                self.issues.append(self.link_error(path, exc, split, label))
+                return None
+        except OSError as exc:
+            self.issues.append(WalkIssue("unreadable_dir", self.rel(path), str(exc), split, label))
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return "linked_dir"
+        real = os.path.realpath(path)
+        if not self.inside_root(real):
+            self.issues.append(WalkIssue("symlink_outside", self.rel(path),
+                                         f"points outside ROOT to {display_path(real)}", split, label))
+        return "file"
 
 
 def _list_dir(path: Path) -> list[os.DirEntry]:
@@ -192,6 +299,13 @@ def _list_dir(path: Path) -> list[os.DirEntry]:
 def _is_dir(entry: os.DirEntry) -> bool:
     try:
         return entry.is_dir()  # follows symlinks: a linked class folder is a class folder
+    except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()
     except OSError:
         return False
 
@@ -210,8 +324,58 @@ def check_root(root: Path) -> Path:
     return root
 
 
+def _class_folder_events(walker: _Walker, parent: str, split: str) -> list[tuple]:
+    """What a split folder (or ROOT of a pool) holds, in name order: ("issue", WalkIssue) for
+    what is reported, ("class", path, is_link, split, label) for each candidate class folder."""
+    try:
+        items = _list_dir(Path(parent))
+    except OSError as exc:
+        return [("issue", WalkIssue("unreadable_dir", walker.rel(parent), str(exc.strerror or exc), split))]
+    events: list[tuple] = []
+    for e in items:
+        if is_hidden_or_system(e.name):
+            events.append(("issue", WalkIssue("hidden", walker.rel(e.path), "", split)))
+        elif _is_dir(e):
+            events.append(("class", e.path, _is_link(e), split, display_path(e.name)))
+        else:
+            events.append(("issue", walker.stray(e, "file outside any class folder; not scanned", split)))
+    return events
+
+
+def _nothing_found(root: Path, kind: str, split_names: list[str], classes: dict[str, list[str]],
+                   issues: list[WalkIssue]) -> DatasetError:
+    """The one-line error for a layout with no sample file, saying how ROOT was read and why it is
+    empty, since the findings that would explain it are never shown when the scan stops."""
+    n_classes = sum(len(v) for v in classes.values())
+    head = f"no files found in the class folders of {display_path(str(root))}"
+    parts: list[str] = []
+    if kind == "splits":
+        names = ", ".join(repr(n) for n in split_names)
+        held = f"{n_classes} class folder(s), all empty" if n_classes else "no class folders"
+        loose = sum(1 for i in issues if i.kind == "stray_file" and i.split)
+        parts.append(f"the top-level folder(s) {names} were taken as split folders (a folder named like "
+                     f"train/val/test marks a ROOT/<split>/<class>/<files> layout) and hold {held}"
+                     + (f", with {loose} file(s) directly inside" if loose else ""))
+        unknown = [i.path for i in issues if i.kind == "unknown_folder"]
+        if unknown:
+            parts.append(f"other top-level folder(s) were not scanned: {', '.join(unknown[:5])}"
+                         + (" ..." if len(unknown) > 5 else "")
+                         + "; if they are classes, rename the split-like folder(s) or use --manifest")
+    else:
+        parts.append(f"{n_classes} class folder(s), all empty" if n_classes else "no class folder could be scanned")
+    links = sum(1 for i in issues if i.kind.startswith("symlink_"))
+    if links:
+        parts.append(f"{links} symlink(s) were not followed (leaving ROOT, looping, dangling or repeating a folder)")
+    return DatasetError(f"{head}: {'; '.join(parts)}")
+
+
 def discover(root: Path, manifest: Path | None = None) -> Layout:
-    """Work out the layout of ROOT (or read the manifest) and list every sample file."""
+    """Work out the layout of ROOT (or read the manifest) and list every sample file.
+
+    A split or class folder that is a symlink is followed only when it stays inside ROOT and is not
+    a folder claimed already (ROOT, another split or class folder, or inside one); otherwise it is
+    reported (DSA014) and not scanned, like a folder link inside a class folder. The layout kind is
+    still decided from the folder names alone, so reporting a link never changes it."""
     if manifest is not None and not is_remote(str(manifest)):
         return _from_manifest(root, manifest)
     if is_remote(str(root)) or (manifest is not None and is_remote(str(manifest))):
@@ -235,49 +399,22 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
     entries: list[FileEntry] = []
     classes: dict[str, list[str]] = {}
     split_folders: dict[str, list[str]] = {}
-
-    def add_class_folders(parent: str, split: str) -> None:
-        try:
-            items = _list_dir(Path(parent))
-        except OSError as exc:
-            issues.append(WalkIssue("unreadable_dir", walker.rel(parent), str(exc.strerror or exc), split))
-            return
-        for e in items:
-            if is_hidden_or_system(e.name):
-                issues.append(WalkIssue("hidden", walker.rel(e.path), "", split))
-            elif _is_dir(e):
-                label = display_path(e.name)
-                if label not in classes.setdefault(split, []):
-                    classes[split].append(label)
-                files = walker.walk(e.path, split, label)
-                if not files:
-                    issues.append(WalkIssue("empty_class", walker.rel(e.path), "", split, label))
-                for f in files:
-                    entries.append(FileEntry(walker.rel(f), f, split, label))
-            else:
-                issues.append(WalkIssue("stray_file", walker.rel(e.path),
-                                        "file outside any class folder; not scanned", split))
+    events: list[tuple] = []
 
     if split_dirs:
         kind = "splits"
-        for split, e in sorted(split_dirs, key=lambda x: (SPLIT_ORDER.index(x[0]), x[1].name)):
+        ordered = sorted(split_dirs, key=lambda x: (SPLIT_ORDER.index(x[0]), x[1].name))
+        verdicts = walker.admit_all([(e.path, _is_link(e), split, "") for split, e in ordered])
+        for (split, e), refused in zip(ordered, verdicts):
+            if refused is not None:
+                events.append(("issue", refused))
+                continue
             if split in split_folders:
-                issues.append(WalkIssue("duplicate_split_folder", walker.rel(e.path),
-                                        f"also the {split!r} split as {split_folders[split][0]!r}; merged",
-                                        split))
+                events.append(("issue", WalkIssue(
+                    "duplicate_split_folder", walker.rel(e.path),
+                    f"also the {split!r} split as {split_folders[split][0]!r}; merged", split)))
             split_folders.setdefault(split, []).append(display_path(e.name))
-            add_class_folders(e.path, split)
-        for e in dirs:
-            if e.name.strip().lower() not in SPLIT_ALIASES:
-                issues.append(WalkIssue("unknown_folder", walker.rel(e.path),
-                                        "not a recognised split name (train/training, val/valid/"
-                                        "validation, test/testing); not scanned"))
-        for e in stray_top:
-            issues.append(WalkIssue("stray_file", walker.rel(e.path),
-                                    "file outside any split or class folder; not scanned"))
-        for e in top:
-            if is_hidden_or_system(e.name):
-                issues.append(WalkIssue("hidden", walker.rel(e.path)))
+            events.extend(_class_folder_events(walker, e.path, split))
     else:
         kind = "pool"
         if not dirs:
@@ -289,11 +426,42 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
             raise DatasetError(f"no class folders and no images in {display_path(str(root))}")
         split_folders[""] = [""]
         classes[""] = []
-        add_class_folders(str(root), "")
+        events.extend(_class_folder_events(walker, str(root), ""))
+
+    # claim every class folder before walking any, so a link between them is reported, not walked
+    candidates = [ev[1:] for ev in events if ev[0] == "class"]
+    verdicts = iter(walker.admit_all(candidates, is_class=True))
+    for ev in events:
+        if ev[0] == "issue":
+            issues.append(ev[1])
+            continue
+        _, path, _, split, label = ev
+        refused = next(verdicts)
+        if refused is not None:
+            issues.append(refused)
+            continue
+        if label not in classes.setdefault(split, []):
+            classes[split].append(label)
+        files = walker.walk(path, split, label)
+        if not files:
+            issues.append(WalkIssue("empty_class", walker.rel(path), "", split, label))
+        entries.extend(FileEntry(walker.rel(f), f, split, label) for f in files)
+
+    if kind == "splits":
+        for e in dirs:
+            if e.name.strip().lower() not in SPLIT_ALIASES:
+                issues.append(WalkIssue("unknown_folder", walker.rel(e.path),
+                                        "not a recognised split name (train/training, val/valid/"
+                                        "validation, test/testing); not scanned"))
+        for e in stray_top:
+            issues.append(walker.stray(e, "file outside any split or class folder; not scanned"))
+        for e in top:
+            if is_hidden_or_system(e.name):
+                issues.append(WalkIssue("hidden", walker.rel(e.path)))
     for split in classes:
         classes[split].sort()
     if not entries:
-        raise DatasetError(f"no files found in the class folders of {display_path(str(root))}")
+        raise _nothing_found(root, kind, [display_path(e.name) for _, e in split_dirs], classes, issues)
     entries = [FileEntry(e.rel, e.abs_path, e.split, e.label, e.group, i) for i, e in enumerate(entries)]
     splits = [s for s in SPLIT_ORDER if s in split_folders] if kind == "splits" else [""]
     return Layout(kind, root, splits, split_folders, classes, entries, issues)
@@ -332,6 +500,11 @@ def manifest_layout(rows: list[dict[str, str]], name: str, root, locate) -> Layo
         if split is None:
             issues.append(WalkIssue("unknown_split_value", f"line {i}",
                                     f"split {raw_split!r} is not train/val/test; row not scanned"))
+            continue
+        if "\0" in raw_path:  # no file can have this name, and os functions raise ValueError on it
+            issues.append(WalkIssue("manifest_missing", display_path(raw_path.replace("\0", "\\x00")),
+                                    f"line {i}: the path contains a NUL byte, so no file can have it",
+                                    split, label))
             continue
         full, rel, exists = locate(raw_path)
         if not exists:
