@@ -12,12 +12,16 @@ frozen section; a TOML file sets them as sub-tables, for example::
     [tool.dsaudit.leakage]
     near_threshold = 8
 
-Unknown keys are a usage error (exit 2) so that a typo never silently disables a threshold.
+Unknown keys are a usage error (exit 2) so that a typo never silently disables a threshold. For
+the same reason every numeric key has a range (``RANGES``: nan and inf never pass, a p-value is in
+(0, 1], a count is at least 1, ...), severity overrides must name a check, and choices (fail_on,
+engine, probe.mode) are matched case-insensitively.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -168,7 +172,7 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
                 raise ValueError
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a 400-digit TOML integer
         raise ConfigError(f"{name}: {value!r} is not a valid {annotation}") from None
 
 
@@ -191,28 +195,211 @@ def _apply(obj: Any, values: Mapping[str, Any], where: str) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-def _validate(cfg: AuditConfig) -> AuditConfig:
-    if cfg.fail_on not in ("error", "warning", "info", "never"):
-        raise ConfigError(f"fail_on must be error, warning, info or never, not {cfg.fail_on!r}")
-    if cfg.engine not in ("local", "dask"):
-        raise ConfigError(f"engine must be local or dask, not {cfg.engine!r}")
-    if cfg.probe.mode not in ("auto", "on", "off"):
-        raise ConfigError(f"probe.mode must be auto, on or off, not {cfg.probe.mode!r}")
-    for name in ("batch_size", "val_batch_size", "max_batch_size", "steps_per_epoch",
-                 "validation_steps"):
-        value = getattr(cfg.batch, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"batch.{name} must be a positive integer, not {value}")
-    vs = cfg.batch.validation_split
-    if vs is not None and not 0.0 < vs < 1.0:
-        raise ConfigError(f"validation_split must be between 0 and 1 (exclusive), not {vs}")
-    if cfg.leakage.group_regex:
-        import re
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: lo..hi, each end closed or open, None for no bound.
 
-        try:
-            re.compile(cfg.leakage.group_regex)
-        except re.error as exc:
-            raise ConfigError(f"group_regex is not a valid regular expression: {exc}") from None
+    Checked when the configuration is loaded, because a value outside it does not mean anything
+    sensible and fails late and quietly: a zero CI half-width crashed DSA103, a p-value threshold
+    of 2 or nan turns a check on or off for every input without saying so."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        return not (self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)))
+
+    def describe(self, integer: bool) -> str:
+        """The wording of error messages and docs, e.g. 'an integer >= 1', 'a number in (0, 1]'."""
+        kind = "an integer" if integer else "a number"
+        if self.lo is not None and self.hi is not None:
+            return (f"{kind} in {'(' if self.lo_open else '['}{_num(self.lo)}, "
+                    f"{_num(self.hi)}{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{kind} {'>' if self.lo_open else '>='} {_num(self.lo)}"
+        if self.hi is not None:
+            return f"{kind} {'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return f"a finite {'integer' if integer else 'number'}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+UNIT = Range(0.0, 1.0)                      # shares, ratios of a part to its whole, similarities, effect sizes
+P_VALUE = Range(0.0, 1.0, lo_open=True)     # "p below this": 0 could never fire
+COUNT = Range(1)                            # sizes and counts that must be at least one
+OPTIONAL_COUNT = Range(0)                   # counts where 0 means "off" or "automatic"
+AT_LEAST_ONE = Range(1.0)                   # ratios of a larger to a smaller quantity
+
+# Every int/float setting, by dotted key; a test keeps this complete. nan and inf never pass.
+RANGES: dict[str, Range] = {
+    "jobs": Range(0, 4096),                 # 0: all cores; the bound keeps thread counts sane (TensorFlow's are C ints)
+    "seed": Range(0, 2**32 - 1),            # what numpy's and TensorFlow's global seeding accept
+    "thumbnails": OPTIONAL_COUNT,           # 0: no thumbnails
+    "integrity.min_side": COUNT,
+    "integrity.max_aspect_ratio": AT_LEAST_ONE,
+    "integrity.max_pixels": COUNT,
+    "integrity.mixed_modes_min_share": UNIT,
+    "leakage.near_threshold": Range(0, 64),  # Hamming distance between 64-bit hashes
+    "leakage.verify_threshold": UNIT,
+    "leakage.search_threshold": UNIT,
+    "leakage.smooth_boost": UNIT,
+    "leakage.min_isotropy": UNIT,           # isotropy is 0 (one edge) .. 1 (texture); 0 turns the rule off
+    "leakage.knn": OPTIONAL_COUNT,          # 0: no k-NN stage
+    "leakage.knn_min_similarity": Range(-1.0, 1.0),  # a cosine
+    "leakage.knn_max_pairs": Range(0.0),
+    "leakage.knn_within": OPTIONAL_COUNT,   # 0: no within-split k-NN
+    "leakage.knn_within_max_pairs": Range(0.0),
+    "leakage.cluster_warn_ratio": UNIT,     # effective / raw count
+    "balance.imbalance_warn_ratio": AT_LEAST_ONE,
+    "balance.imbalance_error_ratio": AT_LEAST_ONE,
+    "balance.shift_p_value": P_VALUE,
+    "balance.shift_min_tvd": UNIT,
+    "balance.max_ci_halfwidth": Range(0.0, 1.0, lo_open=True),
+    "balance.val_share_min": UNIT,
+    "balance.val_share_max": UNIT,
+    "balance.shortcut_min_cramers_v": UNIT,
+    "balance.shortcut_p_value": P_VALUE,
+    "balance.min_effective_per_class": COUNT,
+    "batch.batch_size": COUNT,
+    "batch.val_batch_size": COUNT,
+    "batch.max_batch_size": COUNT,
+    "batch.steps_per_epoch": COUNT,
+    "batch.validation_steps": COUNT,
+    "batch.validation_split": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "batch.tail_min_share": UNIT,           # share in the tail / share overall; above 1 flags proportional classes
+    "batch.runs_p_value": P_VALUE,
+    "batch.runs_max_ratio": Range(0.0, 1.0, lo_open=True),  # observed / expected runs; 1 is a random order
+    "probe.budget_seconds": Range(0.0),     # 0: the probe is skipped
+    "probe.min_inflation": UNIT,            # accuracy points as a fraction
+    "probe.p_value": P_VALUE,
+    "probe.max_train": COUNT,
+    "probe.max_epochs": COUNT,
+}
+
+# Settings that are choices: matched case-insensitively (--fail-on ERROR as --engine LOCAL).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "fail_on": ("error", "warning", "info", "never"),
+    "engine": ("local", "dask"),
+    "probe.mode": ("auto", "on", "off"),
+}
+
+# The command-line option that also sets a key, named in its error message.
+FLAGS = {"jobs": "--jobs", "seed": "--seed", "fail_on": "--fail-on", "engine": "--engine",
+         "scheduler": "--scheduler", "leakage.group_regex": "--group-regex",
+         "batch.batch_size": "--batch-size", "batch.val_batch_size": "--val-batch-size",
+         "batch.max_batch_size": "--max-batch-size", "batch.steps_per_epoch": "--steps-per-epoch",
+         "batch.validation_steps": "--validation-steps", "batch.validation_split": "--validation-split",
+         "probe.budget_seconds": "--probe-budget"}
+
+
+def _label(key: str) -> str:
+    return f"{key} ({FLAGS[key]})" if key in FLAGS else key
+
+
+def numeric_settings(obj: Any, prefix: str = "") -> list[tuple[str, Any, bool]]:
+    """(dotted key, value, is_integer) of every int or float setting of `obj` and its sections."""
+    out = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += numeric_settings(value, f"{prefix}{f.name}.")
+            continue
+        kind = str(f.type).replace(" | None", "").strip()
+        if kind in ("int", "float"):
+            out.append((prefix + f.name, value, kind == "int"))
+    return out
+
+
+def _get(cfg: AuditConfig, key: str) -> Any:
+    obj = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _replace(cfg: AuditConfig, key: str, value: Any) -> AuditConfig:
+    if "." not in key:
+        return dataclasses.replace(cfg, **{key: value})
+    section, sub = key.split(".", 1)
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{sub: value})})
+
+
+def _check_ranges(cfg: AuditConfig) -> None:
+    """Every numeric setting is finite and inside its Range; pairs that bound each other are ordered."""
+    for key, value, integer in numeric_settings(cfg):
+        if value is None:  # an optional setting left unset (batch sizes)
+            continue
+        allowed = RANGES.get(key, Range())
+        finite = integer or math.isfinite(value)  # math.isfinite(10**400) would raise
+        if not finite or value not in allowed:
+            raise ConfigError(f"{_label(key)} must be {allowed.describe(integer)}, not {value!r}")
+    b = cfg.balance
+    if b.imbalance_error_ratio < b.imbalance_warn_ratio:
+        raise ConfigError(f"balance.imbalance_error_ratio ({b.imbalance_error_ratio!r}) must be at least "
+                          f"balance.imbalance_warn_ratio ({b.imbalance_warn_ratio!r})")
+    if b.val_share_max < b.val_share_min:
+        raise ConfigError(f"balance.val_share_max ({b.val_share_max!r}) must be at least "
+                          f"balance.val_share_min ({b.val_share_min!r})")
+
+
+def _normalise_choices(cfg: AuditConfig) -> AuditConfig:
+    """Choices in lower case, or a ConfigError naming the allowed ones."""
+    for key, allowed in CHOICES.items():
+        value = str(_get(cfg, key)).strip().lower()
+        if value not in allowed:
+            raise ConfigError(f"{_label(key)} must be {', '.join(allowed[:-1])} or {allowed[-1]}, "
+                              f"not {_get(cfg, key)!r}")
+        cfg = _replace(cfg, key, value)
+    return cfg
+
+
+def _check_severity_keys(cfg: AuditConfig) -> None:
+    """Overrides name one check by ID or name, as policy.apply_overrides looks them up: an unknown
+    key (a typo, a retired check, a glob) would otherwise change nothing without a word."""
+    if not cfg.severity:
+        return
+    from dsaudit.checks.registry import get_check  # imports every check: only when needed
+
+    for key in cfg.severity:
+        if get_check(key) is None:
+            why = ("globs are not accepted here, name each check" if any(c in key for c in "*?[")
+                   else "no such check")
+            raise ConfigError(f"severity.{key}: {why} (a check ID such as DSA006 or a name such as "
+                              "integrity.mixed-colour-modes; see `dsaudit checks`)")
+
+
+def _check_group_regex(pattern: str) -> None:
+    import re
+
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        # re.compile raises more than re.error: OverflowError for a{99999999999}, RecursionError
+        # for thousands of nested groups; ValueError (invalid flag combinations) for good measure
+        raise ConfigError(f"{_label('leakage.group_regex')} is not a valid regular expression: "
+                          f"{exc}") from None
+
+
+def _validate(cfg: AuditConfig) -> AuditConfig:
+    """The loaded configuration, with choices normalised, or a ConfigError (exit 2) naming the first
+    bad key and what it may be."""
+    cfg = _normalise_choices(cfg)
+    _check_ranges(cfg)
+    _check_severity_keys(cfg)
+    if cfg.leakage.group_regex:
+        _check_group_regex(cfg.leakage.group_regex)
+    if cfg.scheduler.strip():
+        from dsaudit.index.dask_engine import address_problem
+
+        problem = address_problem(cfg.scheduler.strip())
+        if problem:
+            raise ConfigError(f"{_label('scheduler')}: {problem}")
     return cfg
 
 
