@@ -180,3 +180,50 @@ def test_scan_without_probe_does_not_import_tensorflow(data, tmp_path):
             % (str(data), str(tmp_path / "o")))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().endswith("ok"), proc.stderr
+
+
+def one_line_error(result, needle):
+    """A usage error: exit 2 and one line that says `needle`, not an internal error."""
+    lines = result.output.strip().splitlines()
+    return (result.exit_code == 2 and len(lines) == 1 and needle in lines[0]
+            and "internal error" not in lines[0])
+
+
+def test_baseline_to_a_folder_or_below_a_file_is_a_usage_error(data, tmp_path):
+    result = run("baseline", data, "-o", tmp_path)
+    assert one_line_error(result, "is a folder"), result.output
+    (tmp_path / "afile").write_text("x")
+    result = run("baseline", data, "-o", tmp_path / "afile" / "baseline.json")
+    assert one_line_error(result, "is not a folder"), result.output
+
+
+def test_demo_into_an_existing_file_is_a_usage_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = run("demo", tmp_path / "afile", "-o", tmp_path / "o", "-q")
+    assert one_line_error(result, "is not a folder"), result.output
+    result = run("demo", tmp_path / "afile" / "sub", "-o", tmp_path / "o", "-q")
+    assert one_line_error(result, "cannot build the demo dataset"), result.output
+    assert (tmp_path / "afile").read_text() == "x" and not (tmp_path / "o").exists()
+
+
+def test_printable_shows_control_characters_as_escapes():
+    from dsaudit.render.terminal import printable
+
+    assert printable("a\x1b[31mb\x00c\x7fd\x9be\rf\ng\th") == "a\\x1b[31mb\\x00c\\x7fd\\x9be\\x0df\\x0ag\\x09h"
+    assert printable("ça, 猫/ü.png [bold]") == "ça, 猫/ü.png [bold]"
+
+
+def test_file_names_never_reach_the_terminal_raw(data, tmp_path):
+    for name in ("ansi\x1b[31mRED\x1b[0m.png", "clear\x1b[2J\x1b[Hscreen.png", "cr\rFAKE all good.png",
+                 "c1\x9b31mX.png", "[bold red]markup.png"):
+        (data / "train" / "cat" / name).write_bytes(b"")  # empty files: DSA003 titles name them
+    result = run("scan", data, "-o", tmp_path / "o", "-f", "json", "-v", "--no-probe")
+    assert result.exit_code == 1
+    out = result.output
+    assert not any(c in out for c in "\x1b\r\x9b"), repr(out)
+    for shown in ("ansi\\x1b[31mRED\\x1b[0m.png", "clear\\x1b[2J\\x1b[Hscreen.png", "cr\\x0dFAKE all good.png",
+                  "c1\\x9b31mX.png", "[bold red]markup.png"):
+        assert shown in out, (shown, out)
+    # error messages quote paths too
+    result = run("scan", tmp_path / "no\x1b[2Jsuch", "-o", tmp_path / "o2")
+    assert one_line_error(result, "no\\x1b[2Jsuch") and "\x1b" not in result.output

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from dsaudit import __version__
+from dsaudit.render.terminal import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
@@ -33,7 +34,8 @@ def _stderr() -> Console:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    sys.stderr.write(f"dsaudit: error: {message}\n")  # one line, never wrapped
+    # one line, never wrapped; printable(): messages quote paths and names, control characters and all
+    sys.stderr.write(f"dsaudit: error: {printable(message)}\n")
     raise typer.Exit(code)
 
 
@@ -148,6 +150,7 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         def notify(msg: str) -> None:
             if quiet:
                 return
+            msg = printable(msg)  # notes quote paths
             if progress is not None:  # print above a live progress bar instead of through it
                 progress.console.print(f"dsaudit: {msg}", markup=False, highlight=False)
             else:
@@ -171,8 +174,24 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
 
         console = Console(highlight=False)
         terminal.render(result, console, verbose=verbose)
-        console.print("Reports: " + ", ".join(display_path(str(p)) for p in written), markup=False)
+        console.print("Reports: " + ", ".join(printable(display_path(str(p))) for p in written), markup=False)
     return int(result.gate["exit_code"])
+
+
+def _check_baseline_output(path: Path) -> None:
+    """Refuse, before the scan runs, a baseline path that cannot become a file: an existing folder,
+    or a path below something that is not a folder (writing would otherwise fail after the scan)."""
+    from dsaudit.index.layout import display_path
+
+    shown = display_path(str(path))
+    if path.is_dir():
+        raise UsageError(f"--output {shown} is a folder; give a file name such as "
+                         f"{shown.rstrip('/')}/dsaudit-baseline.json")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"cannot write --output {shown}: {display_path(str(parent))} is not a folder")
+            return
 
 
 def _root_arg(root: Optional[str]):
@@ -181,6 +200,8 @@ def _root_arg(root: Optional[str]):
 
     if root is None:
         return None
+    if root == "":  # Path("") is the current folder: an unset shell variable must not scan it
+        _fail("empty path given for the dataset ROOT or --manifest (use . for the current folder)")
     return root if is_remote(root) else Path(local_path(root))  # file:///data/x is the folder /data/x
 
 
@@ -315,6 +336,7 @@ def baseline(
         data_root = root if root is not None else manifest.resolve().parent  # type: ignore[union-attr]
         if data_root.is_dir() and _inside(output, data_root):
             raise UsageError("the baseline file would be inside the dataset; write it elsewhere")
+        _check_baseline_output(output)
         try:
             cfg, _ = load_config(data_root if data_root.is_dir() else None, config,
                                  {"leakage.group_regex": group_regex, "jobs": jobs, "probe.mode": "off"})
@@ -322,9 +344,13 @@ def baseline(
         except (ConfigError, DatasetError) as exc:
             raise UsageError(str(exc)) from None
         doc = baseline_document(result.findings)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        typer.echo(f"Wrote {len(doc['accepted'])} accepted finding(s) to {display_path(str(output))}")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the baseline to {display_path(str(output))}: "
+                             f"{exc.strerror or exc}") from None
+        typer.echo(f"Wrote {len(doc['accepted'])} accepted finding(s) to {printable(display_path(str(output)))}")
         return 0
 
     raise typer.Exit(_guard(run))
@@ -347,16 +373,22 @@ def demo(
         from dsaudit.index.layout import display_path
 
         target = folder if folder is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
+        if target.exists() and not target.is_dir():
+            raise UsageError(f"{display_path(str(target))} is not a folder; give a new or empty folder")
         if target.exists() and any(target.iterdir()):
             raise UsageError(f"{display_path(str(target))} is not empty; give a new or empty folder")
-        build_demo_dataset(target)
-        typer.echo(f"Built the demo dataset in {display_path(str(target))}")
+        try:
+            build_demo_dataset(target)
+        except OSError as exc:  # a parent that is a file, no permission, a full disk
+            raise UsageError(f"cannot build the demo dataset in {display_path(str(target))}: "
+                             f"{exc.strerror or exc}") from None
+        typer.echo(f"Built the demo dataset in {printable(display_path(str(target)))}")
         code = run_scan(target, out=out, formats="json,html,junit,md", quiet=quiet,
                         overrides={"batch.batch_size": 32, "batch.validation_split": 0.2,
                                    "probe.mode": "on" if probe else "off",
                                    "leakage.group_regex": DEMO_GROUP_REGEX},
                         command="dsaudit demo")
-        typer.echo(f"Report: {display_path(str(out / 'report.html'))} (the demo plants flaws on purpose, "
+        typer.echo(f"Report: {printable(display_path(str(out / 'report.html')))} (the demo plants flaws on purpose, "
                    f"so the gate fails: exit code {code})")
         return 0
 

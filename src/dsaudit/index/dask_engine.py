@@ -25,8 +25,10 @@ gets ``crash_result(file)`` instead of failing the scan.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 from typing import Any, Callable, Sequence
 
 from dsaudit.index.layout import DatasetError
@@ -67,6 +69,54 @@ def scheduler_address(scheduler: str = "") -> str:
     return (scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")).strip()
 
 
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # distributed's network comms (inproc: same process only)
+_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"
+                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
+EXAMPLE = "tcp://10.0.0.5:8786"
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` cannot be a Dask scheduler address, or None when its form is right.
+
+    Checked without importing Dask, when the configuration is loaded: distributed only notices a
+    malformed address inside Client(), whose half-made instance then waits twice the connect
+    timeout (40 s) in __del__ and prints a traceback. Form: [SCHEME://]HOST:PORT."""
+    if address.startswith("inproc://"):  # an in-process cluster (Python API use)
+        return None if len(address) > len("inproc://") else f"{address!r} names no in-process scheduler"
+    m = _ADDRESS.fullmatch(address)
+    if m is None:
+        return f"{address!r} is not a Dask scheduler address (want [tcp://]HOST:PORT, e.g. {EXAMPLE})"
+    scheme = (m.group("scheme") or "tcp").lower()
+    if scheme not in SCHEMES:
+        return f"unknown scheme {scheme!r} in {address!r} (Dask schedulers listen on {', '.join(SCHEMES)})"
+    if not 1 <= int(m.group("port")) <= 65535:
+        return f"port {m.group('port')} in {address!r} is not between 1 and 65535"
+    return None
+
+
+def _abandon(client) -> None:
+    """Shut a Client whose constructor failed, at once: its __del__ would call close(), which waits
+    twice the timeout for a scheduler that never answered and then prints a traceback at exit."""
+    with contextlib.suppress(Exception):  # distributed internals: best effort
+        client.status = "closed"          # close() returns at once for a closed client
+        client._loop_runner.stop()        # the event-loop thread that start() began
+
+
+def _client(address: str, timeout: str):
+    """Client(address), or the exception it raised without leaving a half-made client behind."""
+    from distributed import Client
+
+    class _Client(Client):
+        def __init__(self, *args, **kwargs):
+            try:
+                super().__init__(*args, **kwargs)
+            except BaseException:
+                _abandon(self)
+                raise
+
+    return _Client(address, timeout=timeout, set_as_default=False)
+
+
 def connect(scheduler: str = "", n_workers: int | None = None, timeout: str = "20s"):
     """(client, cluster or None): a client of the given scheduler, or of a new LocalCluster."""
     try:
@@ -75,10 +125,15 @@ def connect(scheduler: str = "", n_workers: int | None = None, timeout: str = "2
         raise EngineError("--engine dask needs Dask: pip install 'dsaudit[dask]'") from None
     address = scheduler_address(scheduler)
     if address:
+        problem = address_problem(address)
+        if problem:
+            source = "--scheduler" if scheduler.strip() else "$DASK_SCHEDULER_ADDRESS"
+            raise EngineError(f"{source}: {problem}")
         try:
-            return Client(address, timeout=timeout, set_as_default=False), None
-        except (OSError, TimeoutError) as exc:
-            raise EngineError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+            return _client(address, timeout), None
+        except Exception as exc:  # OSError/TimeoutError, but also TypeError (tls:// without TLS config)
+            detail = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise EngineError(f"cannot connect to the Dask scheduler at {address}: {detail}") from None
     cluster = LocalCluster(n_workers=n_workers or _cores(), threads_per_worker=1, processes=True,
                            dashboard_address=None, silence_logs=logging.ERROR)
     try:
