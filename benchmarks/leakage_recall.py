@@ -142,8 +142,8 @@ def main() -> None:
     ap.add_argument("--search-thr", type=float, default=0.0)
     ap.add_argument("--sets", default="photo32,ct,digits")
     ap.add_argument("--extra", action="store_true",
-                    help="the further edits of leak_data.EXTRA_TRANSFORMS (blur, noise, grey, gamma, colour, "
-                         "equalise, pad, stretch, annotate, republish) instead of the issue's list")
+                    help="the further edits of leak_data.EXTRA_TRANSFORMS (one-axis crop, blur, noise, grey, gamma, "
+                         "colour, equalise, pad, stretch, annotate, republish) instead of the issue's list")
     args = ap.parse_args()
     if args.extra:
         TRANSFORMS[:] = list(L.EXTRA_TRANSFORMS)

@@ -299,3 +299,23 @@ def test_padded_and_letterboxed_copies_are_found_and_padded_strangers_are_not(tm
     transforms = {p["b"]: p["transform"] for f in result.findings if f.check_id == "DSA202"
                   for p in f.evidence["pairs"]}
     assert "pad/border" in transforms["val/a/letterbox.jpg"]
+
+
+def test_a_picture_cut_to_a_square_is_found(tmp_path):
+    """The centre square of a 4:3 picture (a crop of one side only: the thumbnail is stretched
+    along one axis) is found through the query's one-axis squeeze and the affine fit's one-axis
+    starts; other pictures cut the same way are not matched to it."""
+    wide = [Image.fromarray(p).resize((128, 96), Image.Resampling.LANCZOS)
+            for p in _patches(14, seed=11, size=96)]
+    for i in range(10):
+        write_image(tmp_path / "train" / "a" / f"t{i}.png", np.asarray(wide[i]))
+    write_image(tmp_path / "val" / "a" / "square.jpg", np.asarray(wide[0].crop((16, 0, 112, 96))), quality=90)
+    tall = wide[1].crop((0, 10, 128, 86))                                   # a 16:9-ish strip of a 4:3
+    write_image(tmp_path / "val" / "a" / "strip.png", np.asarray(tall))
+    for j in range(10, 14):
+        write_image(tmp_path / "val" / "a" / f"clean{j}.png", np.asarray(wide[j].crop((16, 0, 112, 96))))
+    result = scan(tmp_path, _config())
+    found = _pairs(result, "DSA202")
+    assert ("train/a/t0.png", "val/a/square.jpg") in found
+    assert ("train/a/t1.png", "val/a/strip.png") in found
+    assert not any("clean" in p for f in result.findings if f.check_id in LEAK_IDS for p in f.paths)

@@ -31,14 +31,15 @@ import pandas as pd
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.config import LeakageConfig
 from dsaudit.findings import Finding, Severity
-from dsaudit.index.hashing import DIHEDRAL_NAMES, FEATURES_VERSION, finalize, shifted_descriptors
+from dsaudit.index.hashing import (DIHEDRAL_NAMES, FEATURES_VERSION, finalize, shifted_descriptors,
+                                    squeezed_descriptors)
 from dsaudit.index.memo import stable_key
 from dsaudit.index.neighbors import dihedral_join, knn_join, thread_limit
 from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "11"
+MATCHER_VERSION = "12"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -49,6 +50,11 @@ MAX_EVIDENCE_PAIRS = 50
 # grid, since real shifts move both ways at once (with 5 axis-only shifts of 3 px, 21% of shifted CT
 # copies had their source outside the 5 nearest, with the grid 10%: benchmarks/candidate_rank.py)
 KNN_SHIFTS = tuple((dy, dx) for dy in (0, -2, 2) for dx in (0, -2, 2))
+# With the shifts, the query is also scored squeezed to this share of each axis in turn
+# (hashing.squeezed_descriptors): a copy cut to 75-85% of one side (a 4:3 picture cut to a square)
+# is stretched along that axis only, which no shift or isotropic crop of the grid resembles.
+# COVID-CT one-axis crops were candidates 72% -> 100% of the time.
+KNN_SQUEEZES = ((1, 0.8), (2, 0.8))
 # partial whitening of the k-NN descriptors (eigenvalue ** -WHITEN_POWER): directions that every
 # image of the dataset shares (the body outline of all CT slices) stop dominating the ranking
 WHITEN_POWER = 0.25
@@ -107,23 +113,25 @@ def within_search_plan(m: int, cfg: LeakageConfig) -> str:
     with the query shifts), "skipped" (over budget even without them) or "off"."""
     if cfg.knn_within <= 0 or m < 2:
         return "off"
-    n_shifts = len(KNN_SHIFTS) if cfg.knn_shifts else 1
+    n_shifts = len(KNN_SHIFTS) + len(KNN_SQUEEZES) if cfg.knn_shifts else 1
     if m * m * n_shifts <= cfg.knn_within_max_pairs:
         return "shifts"
     return "no-shifts" if m * m <= cfg.knn_within_max_pairs else "skipped"
 
 
 def _knn_scored(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
-                shifts, k: int, min_sim: float, white: "Whitening | None" = None):
+                shifts, k: int, min_sim: float, white: "Whitening | None" = None, squeezes=()):
     """(reference, query, cosine) of each query's k nearest references by whitened descriptor,
-    the query scored at the best of `shifts`. The whitening is fitted on the references unless
-    given."""
-    if not len(refs) or not len(queries):
+    the query scored at the best of its versions: translated by each of `shifts` (pass () for
+    none) and squeezed along one axis by each of `squeezes`. The whitening is fitted on the
+    references unless given."""
+    if not len(refs) or not len(queries) or not (len(shifts) or len(squeezes)):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     white = white or Whitening.fit(desc[refs])
-    qd = np.stack([white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
-                   for dy, dx in shifts])
-    q, r, sim = knn_join(qd, white(desc[refs]), k, min_sim=min_sim)
+    versions = [white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
+                for dy, dx in shifts]
+    versions += [white(squeezed_descriptors(thumbs[queries], axis, f)) for axis, f in squeezes]
+    q, r, sim = knn_join(np.stack(versions), white(desc[refs]), k, min_sim=min_sim)
     return refs[r], queries[q], sim
 
 
@@ -139,47 +147,59 @@ def _within_margin(r: np.ndarray, q: np.ndarray, sim: np.ndarray, margin: float,
     return r[keep], q[keep]
 
 
+def _kth_best(q: np.ndarray, sim: np.ndarray, k: int, n: int, floor: float) -> np.ndarray:
+    """(n,) each query's k-th best cosine in (q, sim); `floor` where it has fewer than k."""
+    kth = np.full(n, floor, np.float32)
+    if len(q):
+        order = np.lexsort((-sim, q))
+        qs, ss = q[order], sim[order]
+        rank = np.arange(len(qs)) - np.searchsorted(qs, qs, side="left")
+        at_k = rank == k - 1
+        kth[qs[at_k]] = ss[at_k]
+    return kth
+
+
 def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
                     shifts, k: int, min_sim: float, margin: float = 1.0,
                     is_view: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(reference, query) positions of each query's k nearest references by whitened descriptor,
     the query scored at the best of `shifts`, within `margin` of the query's best cosine.
 
-    With second views (`is_view`, matches_with_views): the search between whole-image thumbnails
-    runs exactly as without them, so a view never pushes a candidate out of a query's k nearest.
-    Views are searched apart: from each inner view to every reference (its own k nearest), and
-    from each thumbnail to the references' inner views, where a view is kept only if it would have
-    made the query's k nearest (at least the k-th best cosine of the first search). The whitening
-    is fitted on the whole-image references throughout."""
+    Further searches add candidates without displacing any: the one-axis squeezes of the query
+    (KNN_SQUEEZES, with the shift grid) and, with second views (`is_view`, matches_with_views),
+    each inner view to every reference and each thumbnail to the references' inner views. The
+    main search between whole-image thumbnails runs exactly as without them, with its own margin;
+    a further candidate must reach the query's k-th best cosine of the main search (when it was a
+    query there) and lie within the margin of its best cosine of any search. Without this, an
+    extra version lifts lookalikes into a query's k nearest and pushes the copy out (COVID-CT
+    rotations 90% -> 89% with the squeezes, crops 99% -> 96.5% with the views). The whitening is
+    fitted on the whole-image references throughout."""
     n = len(thumbs)
-    if is_view is None or not is_view[refs].any() and not is_view[queries].any():
-        r, q, sim = _knn_scored(thumbs, desc, refs, queries, shifts, k, min_sim)
-        return _within_margin(r, q, sim, margin, n)
-    r_full, r_view = refs[~is_view[refs]], refs[is_view[refs]]
-    q_full, q_view = queries[~is_view[queries]], queries[is_view[queries]]
-    white = Whitening.fit(desc[r_full if len(r_full) else refs])
+    views = is_view is not None and bool(is_view[refs].any() or is_view[queries].any())
+    if views:
+        r_full, r_view = refs[~is_view[refs]], refs[is_view[refs]]
+        q_full, q_view = queries[~is_view[queries]], queries[is_view[queries]]
+    else:
+        r_full, q_full = refs, queries
+    white = Whitening.fit(desc[r_full if len(r_full) else refs]) if len(refs) and len(queries) else None
     r1, q1, s1 = _knn_scored(thumbs, desc, r_full, q_full, shifts, k, min_sim, white)
-    r2, q2, s2 = _knn_scored(thumbs, desc, refs, q_view, shifts, k, min_sim, white)
-    r3, q3, s3 = _knn_scored(thumbs, desc, r_view, q_full, shifts, k, min_sim, white)
-    # the k-th best cosine of each query in the first search (min_sim when it found fewer than k)
-    kth = np.full(n, min_sim, np.float32)
-    if len(q1):
-        order = np.lexsort((-s1, q1))
-        qs, ss = q1[order], s1[order]
-        first = np.searchsorted(qs, qs, side="left")
-        rank = np.arange(len(qs)) - first
-        at_k = rank == k - 1
-        kth[qs[at_k]] = ss[at_k]
-    keep3 = s3 >= kth[q3]
-    r3, q3, s3 = r3[keep3], q3[keep3], s3[keep3]
-    # the first search keeps its own margin (what it finds is what it found without views); the
-    # view candidates must be within the margin of the best cosine of any search
+    extra = []
+    squeezes = KNN_SQUEEZES if len(shifts) > 1 else ()
+    if squeezes:
+        extra.append(_knn_scored(thumbs, desc, r_full, q_full, (), k, min_sim, white, squeezes))
+    if views:
+        extra.append(_knn_scored(thumbs, desc, refs, q_view, shifts, k, min_sim, white, squeezes))
+        extra.append(_knn_scored(thumbs, desc, r_view, q_full, shifts, k, min_sim, white, squeezes))
+    if not extra:
+        return _within_margin(r1, q1, s1, margin, n)
+    rx, qx, sx = (np.concatenate([e[i] for e in extra]) for i in range(3))
+    keep = sx >= _kth_best(q1, s1, k, n, min_sim)[qx]
+    rx, qx, sx = rx[keep], qx[keep], sx[keep]
     best = np.full(n, -np.inf, np.float32)
-    np.maximum.at(best, np.concatenate([q1, q2, q3]), np.concatenate([s1, s2, s3]))
+    np.maximum.at(best, np.concatenate([q1, qx]), np.concatenate([s1, sx]))
     r1, q1 = _within_margin(r1, q1, s1, margin, n)
-    rv, qv = _within_margin(np.concatenate([r2, r3]), np.concatenate([q2, q3]), np.concatenate([s2, s3]),
-                            margin, n, best=best)
-    return np.concatenate([r1, rv]), np.concatenate([q1, qv])
+    rx, qx = _within_margin(rx, qx, sx, margin, n, best=best)
+    return np.concatenate([r1, rx]), np.concatenate([q1, qx])
 
 
 def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
@@ -216,7 +236,8 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     if ref_code is not None and cfg.knn > 0:
         refs = np.nonzero(split_code == ref_code)[0]
         queries = np.nonzero(split_code != ref_code)[0]
-        if len(refs) and len(queries) and len(refs) * len(queries) * len(shifts) <= cfg.knn_max_pairs:
+        n_versions = len(shifts) + (len(KNN_SQUEEZES) if len(shifts) > 1 else 0)
+        if len(refs) and len(queries) and len(refs) * len(queries) * n_versions <= cfg.knn_max_pairs:
             r, q = _knn_candidates(thumbs, desc, refs, queries, shifts, cfg.knn, cfg.knn_min_similarity,
                                    margin=KNN_MARGIN, is_view=is_view)
             found_a.append(r)

@@ -394,6 +394,22 @@ def shifted_descriptors(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return descriptors(np.ascontiguousarray(moved))
 
 
+def squeezed_descriptors(thumbs: np.ndarray, axis: int, k: float) -> np.ndarray:
+    """Descriptors of the thumbnails squeezed to k of their size along one axis (1: rows, 2:
+    columns) around the centre, edges replicated: what an image looks like from its copy that was
+    cut to k of that side and stretched back (a 4:3 picture cut to a square)."""
+    c = (THUMB - 1) / 2.0
+    src = np.clip(c + (np.arange(THUMB) - c) / k, 0, THUMB - 1)
+    lo = np.minimum(np.floor(src).astype(np.int64), THUMB - 2)
+    w = (src - lo).astype(np.float32)
+    t = thumbs.astype(np.float32)
+    if axis == 2:
+        out = t[:, :, lo] * (1 - w) + t[:, :, lo + 1] * w
+    else:
+        out = t[:, lo, :] * (1 - w)[:, None] + t[:, lo + 1, :] * w[:, None]
+    return descriptors(out)
+
+
 def smoothness(thumbs: np.ndarray) -> np.ndarray:
     """(N,) lag-1 autocorrelation of the band-pass detail image: near 0.9 or above for images
     upscaled from a tiny original (few independent pixels, so chance matches are likelier)."""
