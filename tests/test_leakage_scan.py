@@ -247,13 +247,17 @@ def test_keras_style_augmented_copies_inside_a_pool_are_clustered(tmp_path):
     assert not [f for f in off.findings if f.check_id == "DSA203"]
 
 
-def test_covid_ct_pool_reports_its_real_cross_label_duplicate(covid_ct):
-    """COVID-CT holds one slice under both labels: CT_NonCOVID/71%1.jpg is a zoomed, re-windowed
-    copy of CT_COVID/kjr-21-e24-p5-31.png (same arrows). Only the k-NN search inside the pool finds
-    it (the pHash moved too far); this pins that real finding."""
+def test_covid_ct_pool_reports_its_real_cross_label_duplicates(covid_ct):
+    """COVID-CT holds two slices under both labels, from one figure published twice:
+    CT_NonCOVID/71%1.jpg is a zoomed, re-windowed copy of CT_COVID/kjr-21-e24-p5-31.png (same
+    arrows), found only by the k-NN search inside the pool (the pHash moved too far); 71%0.jpg is
+    kjr-21-e24-p5-29.png cut to another aspect (677x485 vs 369x237) with the arrows moved, found
+    only through the one-axis squeeze and fit. This pins those real findings, and nothing else."""
     result = scan(covid_ct, _config())
     conflicts = [set(f.paths) for f in result.findings if f.check_id == "DSA203"]
     assert {"CT_COVID/kjr-21-e24-p5-31.png", "CT_NonCOVID/71%1.jpg"} in conflicts, conflicts
+    assert {"CT_COVID/kjr-21-e24-p5-29.png", "CT_NonCOVID/71%0.jpg"} in conflicts, conflicts
+    assert len(conflicts) == 2, conflicts
 
 
 def test_split_too_large_for_the_within_search_gets_an_info_finding(tmp_path):

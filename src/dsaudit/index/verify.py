@@ -374,6 +374,9 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     # batches write disjoint slices of the outputs: run them on a thread pool (FFTs, matrix
     # products and most ufuncs release the GIL); per-pair results do not depend on the batching
     n_workers = workers()
+    # at least two batches per worker, so that a few thousand candidates (a CT pool) do not run on
+    # one thread while the other cores wait
+    batch = max(64, min(batch, -(-p // (2 * n_workers))))
     with blas_threads(1):
         parallel_map(run_batch, list(range(0, p, batch)), n_workers)
     return Verified(sim, shift, zoom, angle, stage, rms, contrast, iso)
