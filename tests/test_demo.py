@@ -34,6 +34,9 @@ def test_demo_builds_scans_and_finds_each_family(tmp_path):
         if f["check_id"] in ("DSA201", "DSA202"):
             assert any(p.split("/")[-1].startswith(("copy_", "reencoded_", "flipped_", "bright_", "small_",
                                                     "three_mislabelled")) for p in f["paths"]), f["paths"]
+            # ... and nothing else: each planted copy has one source (two writers' zeros chained
+            # into a copy's group were once reported)
+            assert len(f["paths"]) == 2, f["paths"]
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path):

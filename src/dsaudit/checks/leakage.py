@@ -39,7 +39,7 @@ from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "12"
+MATCHER_VERSION = "13"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -277,7 +277,11 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     a, b, v, dist, src = a[first], b[first], v[first], dist[first], src[first]
 
     t0 = time.perf_counter()
-    boost = smooth_boost(smooth, a, b, dist, cfg)
+    # a pHash agreement between inner views is not taken as extra evidence: the views of smooth
+    # images on a flat page (digits) are alike by construction (two writers' zeros: 4 bits apart as
+    # views, 8 as whole images)
+    boost = smooth_boost(smooth, a, b, dist if is_view is None else np.where(is_view[a] | is_view[b], np.nan, dist),
+                         cfg)
     ver = verify_pairs(thumbs, a, b, v, threshold=1.01 if keep_all else cfg.verify_threshold,
                        search_threshold=cfg.search_threshold, boost=boost, min_isotropy=cfg.min_isotropy)
     timings["verify"] = time.perf_counter() - t0
