@@ -243,7 +243,9 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     A cascade keeps it cheap: (A) NCC at zero shift, accepted at once when >= threshold;
     (B) best NCC over all small shifts; (C) for pairs still below the threshold but with
     B >= `escalate`, the zoom/rotation search; (D) for pairs still short with a similarity of at
-    least `refine_floor`, the affine fit (`align_affine`) from the best alignment so far. Pass
+    least `refine_floor`, the affine fit (`align_affine`) from the best alignment so far, and (D')
+    for pairs still short but at least ANISO_FLOOR, fits from one-axis zoom starts (a crop of one
+    side), kept only when they end as a one-axis zoom (`one_axis_zoom`). Pass
     threshold=1.01 to force the full search on every pair. `thumbs` is (N, 32, 32).
 
     The caller's acceptance rules, when given, let the cascade skip work that cannot change a
