@@ -57,11 +57,6 @@ def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def _inside(path: Path, root: Path) -> bool:
-    path, root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    return path == root or root in path.parents
-
-
 def _progress_factory(enabled: bool):
     if not enabled:
         return None, None
@@ -112,7 +107,7 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     """Everything `dsaudit scan` does; returns the exit code. Shared with `demo`."""
     from dsaudit.config import ConfigError, load_config
     from dsaudit.checks.registry import unknown_patterns
-    from dsaudit.index.layout import DatasetError, display_path
+    from dsaudit.index.layout import DatasetError, display_path, is_inside
     from dsaudit.pipeline import scan
     from dsaudit.policy import BaselineError
 
@@ -141,7 +136,7 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         raise UsageError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "
                          "(see `dsaudit checks`)")
     out = out if out is not None else Path("reports") / (Path(os.path.realpath(data_root)).name or "dataset")
-    if not remote and data_root.is_dir() and _inside(out, data_root):
+    if not remote and data_root.is_dir() and is_inside(out, data_root):
         raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
                          "writes into a dataset: pass --out somewhere else")
     show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
@@ -327,14 +322,14 @@ def baseline(
 
     def run() -> int:
         from dsaudit.config import ConfigError, load_config
-        from dsaudit.index.layout import DatasetError, display_path
+        from dsaudit.index.layout import DatasetError, display_path, is_inside
         from dsaudit.pipeline import scan as run_pipeline
         from dsaudit.policy import baseline_document
 
         if root is None and manifest is None:
             raise UsageError("give a dataset ROOT folder, or --manifest FILE.csv")
         data_root = root if root is not None else manifest.resolve().parent  # type: ignore[union-attr]
-        if data_root.is_dir() and _inside(output, data_root):
+        if data_root.is_dir() and is_inside(output, data_root):
             raise UsageError("the baseline file would be inside the dataset; write it elsewhere")
         _check_baseline_output(output)
         try:

@@ -19,7 +19,7 @@ from dsaudit.index.cache import RecordCache, default_cache_dir
 from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
 from dsaudit.index.engine import map_files
 from dsaudit.index.memo import Memo
-from dsaudit.index.layout import Layout, display_path
+from dsaudit.index.layout import Layout, display_path, is_inside
 from dsaudit.index.records import RECORD_VERSION, analyse_file
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
@@ -141,11 +141,10 @@ def _cache_inside_dataset(layout: Layout, config: AuditConfig) -> str:
     holds the home folder), not from a choice the user made for this scan."""
     if io.is_remote(str(layout.root)):
         return ""
-    folder = os.path.realpath(default_cache_dir(config.cache_dir))
-    root = os.path.realpath(layout.root)
-    if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep):
-        return (f"the cache folder {display_path(folder)} is inside the dataset; scanning without a cache "
-                "(set --cache-dir or DSAUDIT_CACHE_DIR to a folder elsewhere)")
+    folder = default_cache_dir(config.cache_dir)
+    if is_inside(folder, layout.root):
+        return (f"the cache folder {display_path(os.path.realpath(folder))} is inside the dataset; scanning "
+                "without a cache (set --cache-dir or DSAUDIT_CACHE_DIR to a folder elsewhere)")
     return ""
 
 

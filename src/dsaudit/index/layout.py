@@ -50,6 +50,17 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def within(real: str, root_real: str) -> bool:
+    """Whether the resolved path `real` is `root_real` or lies below it (both already realpath'd)."""
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether `path` resolves to a place inside `root` (symlinks followed): where dsaudit must never
+    write (reports, baselines, caches) and what a symlink must not leave."""
+    return within(os.path.realpath(path), os.path.realpath(root))
+
+
 def is_hidden_or_system(name: str) -> bool:
     return name.startswith(".") or name.lower() in SYSTEM_NAMES
 
@@ -70,8 +81,8 @@ class FileEntry:
 class WalkIssue:
     """Something the walk noticed that is not a sample: reported by the integrity checks."""
 
-    kind: str           # hidden | symlink_loop | symlink_cross_split | symlink_outside | symlink_broken | unknown_folder |
-                        # stray_file | empty_class | unreadable_dir | duplicate_split_folder |
+    kind: str           # hidden | symlink_loop | symlink_cross_split | symlink_outside | symlink_broken |
+                        # unknown_folder | stray_file | empty_class | unreadable_dir | duplicate_split_folder |
                         # manifest_missing | manifest_bad_row | unknown_split_value
     path: str           # display path relative to ROOT (or the manifest row)
     detail: str = ""
@@ -137,7 +148,7 @@ class _Walker:
         return "ROOT" if rel == "." else rel
 
     def inside_root(self, real: str) -> bool:
-        return real == self.root_real or real.startswith(self.root_real.rstrip(os.sep) + os.sep)
+        return within(real, self.root_real)
 
     @staticmethod
     def _dir_key(path: str) -> tuple[int, int]:
@@ -342,6 +353,15 @@ def _class_folder_events(walker: _Walker, parent: str, split: str) -> list[tuple
     return events
 
 
+def no_class_folders(where: str, n_files: int) -> DatasetError:
+    """The one-line error for a ROOT (a folder or a bucket prefix) without any class folder."""
+    if n_files:
+        return DatasetError(f"found {n_files} files directly in {where} but no class folders; expected "
+                            "ROOT/<class>/<files> or ROOT/<split>/<class>/<files> (or describe the files "
+                            "with --manifest labels.csv)")
+    return DatasetError(f"no class folders and no images in {where}")
+
+
 def _nothing_found(root: Path, kind: str, split_names: list[str], classes: dict[str, list[str]],
                    issues: list[WalkIssue]) -> DatasetError:
     """The one-line error for a layout with no sample file, saying how ROOT was read and why it is
@@ -418,12 +438,7 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
     else:
         kind = "pool"
         if not dirs:
-            if stray_top:
-                raise DatasetError(
-                    f"found {len(stray_top)} files directly in {display_path(str(root))} but no class "
-                    "folders; expected ROOT/<class>/<files> or ROOT/<split>/<class>/<files> "
-                    "(or describe the files with --manifest labels.csv)")
-            raise DatasetError(f"no class folders and no images in {display_path(str(root))}")
+            raise no_class_folders(display_path(str(root)), len(stray_top))
         split_folders[""] = [""]
         classes[""] = []
         events.extend(_class_folder_events(walker, str(root), ""))

@@ -28,7 +28,7 @@ import threading
 from typing import Any
 
 from dsaudit.index.layout import (SPLIT_ALIASES, SPLIT_ORDER, DatasetError, FileEntry, Layout, WalkIssue,
-                                  is_hidden_or_system, manifest_layout, parse_manifest)
+                                  is_hidden_or_system, manifest_layout, no_class_folders, parse_manifest)
 
 # Which pip extra provides each protocol, for a clear message when it is missing.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
@@ -403,12 +403,7 @@ def discover(root_url: str | None, manifest_url: str | None = None) -> Layout:
     else:
         kind = "pool"
         if not dirs:
-            if stray_top:
-                raise DatasetError(
-                    f"found {len(stray_top)} files directly in {base_url} but no class folders; expected "
-                    "ROOT/<class>/<files> or ROOT/<split>/<class>/<files> (or describe the files with "
-                    "--manifest labels.csv)")
-            raise DatasetError(f"no class folders and no images in {base_url}")
+            raise no_class_folders(base_url, len(stray_top))
         split_folders[""] = [""]
         classes[""] = []
         add_class_folders(tree, "", "")

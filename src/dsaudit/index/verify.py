@@ -362,13 +362,12 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             # (D') a crop of one side only (a 4:3 picture cut to a square): the discrete search is
             # isotropic and the fit does not get there from its zoom; pairs left short but close
             # get a start from each one-axis zoom
-            if threshold <= 1:
-                near = ia[(sim[ia] < np.where(stage[ia] == 2, st, threshold)) & (sim[ia] >= ANISO_FLOOR)]
-            else:
-                near = ia
+            close = np.ones(len(ia), bool) if threshold > 1 else (
+                (sim[ia] < np.where(stage[ia] == 2, st, threshold)) & (sim[ia] >= ANISO_FLOOR))
+            near = ia[close]
             if len(near):   # the search's rotation and shift, without its (isotropic) zoom
                 ones = np.ones(len(near), np.float32)
-                m1, t1 = _affine_init(ones, ones, angle_d[np.searchsorted(ia, near)], shift_d[np.searchsorted(ia, near)])
+                m1, t1 = _affine_init(ones, ones, angle_d[close], shift_d[close])
             for scale in (ANISO_STARTS if len(near) else ()):
                 take_fit(near, *align_affine(da[near - s], db[near - s], scale[None] * m1, t1, overlap_only=True),
                          one_axis=True)
