@@ -53,7 +53,8 @@ KNN_SHIFTS = tuple((dy, dx) for dy in (0, -2, 2) for dx in (0, -2, 2))
 # With the shifts, the query is also scored squeezed to this share of each axis in turn
 # (hashing.squeezed_descriptors): a copy cut to 75-85% of one side (a 4:3 picture cut to a square)
 # is stretched along that axis only, which no shift or isotropic crop of the grid resembles.
-# COVID-CT one-axis crops were candidates 72% -> 100% of the time.
+# With the one-axis fits in verify.py: COVID-CT crop1axis recall 0.20 -> 0.95
+# (benchmarks/leakage_recall.py --per 60 --extra).
 KNN_SQUEEZES = ((1, 0.8), (2, 0.8))
 # partial whitening of the k-NN descriptors (eigenvalue ** -WHITEN_POWER): directions that every
 # image of the dataset shares (the body outline of all CT slices) stop dominating the ranking
@@ -172,7 +173,8 @@ def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, quer
     a further candidate must reach the query's k-th best cosine of the main search (when it was a
     query there) and lie within the margin of its best cosine of any search. Without this, an
     extra version lifts lookalikes into a query's k nearest and pushes the copy out (COVID-CT
-    rotations 90% -> 89% with the squeezes, crops 99% -> 96.5% with the views). The whitening is
+    rotations 90% -> 89% with the squeezes, crops 99% -> 97% with the views;
+    benchmarks/leakage_recall.py --per 100). The whitening is
     fitted on the whole-image references throughout."""
     n = len(thumbs)
     views = is_view is not None and bool(is_view[refs].any() or is_view[queries].any())

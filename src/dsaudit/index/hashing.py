@@ -255,9 +255,9 @@ def to_thumb(img: Image.Image) -> np.ndarray:
 
 
 # Per-image features as they travel from the worker processes and sit in the record cache: raw
-# bytes of a fixed dtype and shape, not numpy arrays (pickling 60,000 small arrays took 0.6 s to
-# write and 0.9 s to read back; their bytes, 0.06 s and 0.17 s). Optional features ("inner") are
-# absent from a record when the image has none.
+# bytes of a fixed dtype and shape, not pickled numpy arrays, which are several times slower to
+# pickle and unpickle (benchmarks/scan_speed.py: the 60k cache write went from 1.1 s to 0.6 s).
+# Optional features ("inner") are absent from a record when the image has none.
 FEATURE_SPEC: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "thumb": (np.dtype(np.uint8), (THUMB, THUMB)),
     "inner": (np.dtype(np.uint8), (THUMB, THUMB)),
