@@ -116,3 +116,25 @@ def test_skipping_undecidable_searches_changes_no_match(monkeypatch):
     monkeypatch.setattr(leakage, "verify_pairs", every_stage)
     assert run() == fast
     assert len(fast) >= 30     # the shifted textured copies are found either way
+
+
+def test_a_boosted_pair_between_the_bars_goes_on_to_the_shift_search():
+    """The smooth-image boost raises a pair's bar; a pair whose zero-shift similarity clears the
+    plain bar but not the boosted one is not confirmed, so verification must go on and align it
+    (it used to stop at the plain bar, and such copies of smooth images were lost)."""
+    tex = _thumbs(60, seed=3).astype(np.float32)
+    soft = np.stack([np.asarray(Image.fromarray(t.astype(np.uint8)).resize((16, 16)).resize((32, 32),
+                                                                          Image.Resampling.BICUBIC))
+                     for t in tex]).astype(np.float32)
+    big = np.pad(soft, ((0, 0), (2, 2), (2, 2)), mode="reflect")
+    moved = big[:, 2:34, 3:35]     # one pixel to the side
+    thumbs = np.concatenate([soft, moved]).astype(np.uint8)
+    n = len(soft)
+    a, b, v = np.arange(n), np.arange(n) + n, np.zeros(n, int)
+    plain = verify.verify_pairs(thumbs, a, b, v, threshold=0.5)
+    band = np.nonzero((plain.stage == 0) & (plain.similarity >= 0.90) & (plain.similarity < 0.955))[0]
+    assert len(band) >= 3, "test data must hold pairs between the plain and the boosted bar"
+    boosted = verify.verify_pairs(thumbs, a[band], b[band], v[band], threshold=0.90, search_threshold=0.94,
+                                  boost=np.full(len(band), 0.06, np.float32))
+    assert (boosted.stage >= 1).all()
+    assert (boosted.similarity >= 0.96).all()

@@ -307,11 +307,14 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         # (A) zero shift
         s0 = (_unit(da) * _unit(db)).sum(axis=1)
         sim[sl] = s0
-        todo = s0 < threshold if threshold > 0 else np.ones(len(sl), bool)
+        # each pair's own bars: the caller's boost raises both (a smooth pair at 0.92 with a 0.06
+        # boost is not confirmed, so it must go on to the search like any pair below the bar)
+        extra = boost[sl] if (boost is not None and threshold <= 1) else np.zeros(len(sl), np.float32)
+        bar, search_bar = threshold + extra, st + extra
+        todo = s0 < bar if threshold > 0 else np.ones(len(sl), bool)
         if threshold <= 1:   # (not when the full search is forced)
-            extra = boost[sl] if boost is not None else np.zeros(len(sl), np.float32)
-            todo &= (iso[sl] >= min_isotropy) & (threshold + extra < 1.0)
-            can_search = st + extra < 1.0
+            todo &= (iso[sl] >= min_isotropy) & (bar < 1.0)
+            can_search = search_bar < 1.0
         else:
             can_search = np.ones(len(sl), bool)
         if not todo.any():
@@ -333,7 +336,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         shift[idx[better]] = sh[better]
         stage[idx[better]] = 1
         # (C) zoom / rotation search
-        need = (sim[idx] < threshold) & (sim[idx] >= escalate) if threshold > 0 else np.ones(len(idx), bool)
+        need = (sim[idx] < bar[todo]) & (sim[idx] >= escalate) if threshold > 0 else np.ones(len(idx), bool)
         need &= can_search[todo]
         sel = np.nonzero(todo)[0][need]
         ia = sl[sel]
@@ -353,7 +356,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         # found, for every pair that is still short but within reach
         ia = sl[todo]
         if threshold <= 1:  # not those already confirmed without the search
-            short = (sim[ia] < threshold) | ((stage[ia] == 2) & (sim[ia] < st))
+            short = (sim[ia] < bar[todo]) | ((stage[ia] == 2) & (sim[ia] < search_bar[todo]))
             ia = ia[short & (sim[ia] >= refine_floor) & can_search[todo]]
         if len(ia):
             m0, t0 = _affine_init(zza[ia], zzb[ia], angle[ia], shift[ia])
@@ -363,7 +366,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             # isotropic and the fit does not get there from its zoom; pairs left short but close
             # get a start from each one-axis zoom
             close = np.ones(len(ia), bool) if threshold > 1 else (
-                (sim[ia] < np.where(stage[ia] == 2, st, threshold)) & (sim[ia] >= ANISO_FLOOR))
+                (sim[ia] < np.where(stage[ia] == 2, search_bar[ia - s], bar[ia - s])) & (sim[ia] >= ANISO_FLOOR))
             near = ia[close]
             if len(near):   # the search's rotation and shift, without its (isotropic) zoom
                 ones = np.ones(len(near), np.float32)
