@@ -295,3 +295,26 @@ def test_thumbnails_give_a_second_view_inside_a_flat_border():
     feats = hashing.extract(padded)
     assert feats["border"].tolist() == [12, 12, 12, 12] and "inner" in feats
     assert "inner" not in hashing.extract(Image.fromarray(pic))
+
+
+def test_turned_copies_below_the_escalation_bar_still_get_the_search():
+    """A copy turned by 8-10 degrees (and cut 10% tighter) is further off than any shift: its best
+    shift can score about a third, under `escalate`, so the zoom/rotation search never ran. The
+    half-resolution look with the reference turned (verify.TURN_PEEKS) sends such pairs on; more
+    copies are then confirmed, and unrelated pairs are not."""
+    srcs, copies = [], []
+    for ang in (8.0, 10.0):
+        for p in real_patches(60, size=64, seed=4):
+            im = Image.fromarray(p)
+            srcs.append(hashing.to_thumb(im.crop((12, 12, 52, 52))))
+            copies.append(hashing.to_thumb(im.rotate(ang, resample=Image.Resampling.BICUBIC).crop((14, 14, 50, 50))))
+    th = np.stack(srcs + copies)
+    n = len(srcs)
+    a = np.arange(n)
+    kw = dict(threshold=0.9, search_threshold=0.94, min_isotropy=0.55)
+    with_look = verify.verify_pairs(th, a, a + n, np.zeros(n, int), **kw)
+    without = verify.verify_pairs(th, a, a + n, np.zeros(n, int), turn_gate=None, **kw)
+    assert (with_look.similarity >= without.similarity - 0.01).all()
+    assert (with_look.similarity >= 0.94).sum() > (without.similarity >= 0.94).sum()
+    others = verify.verify_pairs(th, a, np.roll(a, 7) + n, np.zeros(n, int), **kw)
+    assert (others.similarity < 0.9).all(), others.similarity.max()
