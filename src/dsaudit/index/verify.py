@@ -190,25 +190,31 @@ _HALF = _Geometry(THUMB // 2, 3, 20)
 _SHIFTS = _FULL.shifts
 
 
-def overlap_ncc(a: np.ndarray, b: np.ndarray, geo: _Geometry = _FULL) -> tuple[np.ndarray, np.ndarray]:
+def side_terms(x: np.ndarray, geo: _Geometry = _FULL, query: bool = True) -> tuple[np.ndarray, ...]:
+    """What `overlap_ncc` needs of one side of its pairs: the FFT of the padded images and their
+    window sums and sums of squares over every overlap. A side correlated with several others (the
+    query against each warped reference of the search) is transformed once."""
+    p, size, pad = len(x), geo.size, geo.pad
+    px = np.zeros((p, pad, pad), np.float32)
+    px[:, :size, :size] = x
+    fx, fx2 = _fft.rfft2(px), _fft.rfft2(px * px)
+    ones = geo.f_ones
+    if query:
+        return fx, geo.corr(ones, fx), geo.corr(ones, fx2)
+    return fx, geo.corr(fx, ones), geo.corr(fx2, ones)
+
+
+def overlap_ncc(a: np.ndarray, b: np.ndarray | None, geo: _Geometry = _FULL,
+                b_terms: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best overlap-normalised cross-correlation of (P,S,S) pairs over all small shifts.
+    `b_terms` (side_terms(b, geo)) may stand in for b.
 
     Returns (best NCC (P,), best shift (P, 2) as dy, dx: b moved by (dy, dx) matches a)."""
-    p = len(a)
-    size, pad = geo.size, geo.pad
-    pa = np.zeros((p, pad, pad), np.float32)
-    pb = np.zeros((p, pad, pad), np.float32)
-    pa[:, :size, :size] = a
-    pb[:, :size, :size] = b
-    fa, fb = _fft.rfft2(pa), _fft.rfft2(pb)
-    fa2, fb2 = _fft.rfft2(pa * pa), _fft.rfft2(pb * pb)
+    p, size = len(a), geo.size
+    fa, sa, sa2 = side_terms(a, geo, query=False)
+    fb, sb, sb2 = b_terms if b_terms is not None else side_terms(b, geo)
     n = geo.count[None]
-    ones = geo.f_ones
     sab = geo.corr(fa, fb)
-    sa = geo.corr(fa, ones)
-    sa2 = geo.corr(fa2, ones)
-    sb = geo.corr(ones, fb)
-    sb2 = geo.corr(ones, fb2)
     cov = sab - sa * sb / n
     va = np.maximum(sa2 - sa * sa / n, 0)
     vb = np.maximum(sb2 - sb * sb / n, 0)
@@ -364,16 +370,20 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
                 j = np.nonzero(todo)[0][low]
                 ha, hb = (half_a[j], half_b[j]) if half_a is not None else (_half_res(da[j]), _half_res(db[j]))
                 turned = np.full(len(j), -1.0, np.float32)
+                hb_terms = side_terms(hb, _HALF)
                 for z, ang in TURN_PEEKS:
-                    c, _ = overlap_ncc(warp(ha, z, ang), hb, _HALF)
+                    c, _ = overlap_ncc(warp(ha, z, ang), None, _HALF, b_terms=hb_terms)
                     turned = np.maximum(turned, c)
                 need[low[turned >= turn_gate]] = True
         sel = np.nonzero(todo)[0][need]
         ia = sl[sel]
+        db_terms = side_terms(db[sel]) if len(sel) else None
         for za, zb, ang in (combos if len(sel) else ()):
             wa = detail(warp(ta[sel], za, ang)) if (za != 1.0 or ang) else da[sel]
-            wb = detail(warp(tb[sel], zb)) if zb != 1.0 else db[sel]
-            ncc, sh = overlap_ncc(wa, wb)
+            if zb != 1.0:
+                ncc, sh = overlap_ncc(wa, detail(warp(tb[sel], zb)))
+            else:
+                ncc, sh = overlap_ncc(wa, None, b_terms=db_terms)
             better = ncc > sim[ia]
             sim[ia[better]] = ncc[better]
             shift[ia[better]] = sh[better]
