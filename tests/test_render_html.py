@@ -340,6 +340,16 @@ def test_control_characters_and_undecodable_names():
     assert "bad" + "name\\xff.png" in page and "\x07" not in page and "\x00" not in page
 
 
+def test_bidi_and_zero_width_characters_cannot_reorder_or_hide_names():
+    result = sample_result()
+    result.findings.append(Finding("DSA001", Severity.ERROR, "Cannot decode spoof\u202egnp.exe", "x",
+                                   paths=("train/cat/zero\u200bwidth\u200f\ufeff.png",)))
+    page = html_render.render(result)
+    assert not any(c in page for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                   "\u200e\u200f\u200b\u200c\u200d\ufeff"), "a raw bidi or zero-width character"
+    assert "spoof\\u202egnp.exe" in page and "zero\\u200bwidth\\u200f\\ufeff.png" in page
+
+
 def test_caps_and_notice_for_many_findings():
     result = sample_result(n_extra_findings=300)
     page = html_render.render(result, max_findings=50)

@@ -74,6 +74,17 @@ def test_odd_characters_give_valid_xml():
     assert 'bad title "quoted"' in titles
 
 
+def test_bidi_and_zero_width_characters_are_shown_not_obeyed():
+    result = sample_result()
+    result.findings.append(Finding("DSA001", Severity.ERROR, "Cannot decode spoof\u202egnp.exe", "msg",
+                                   paths=("train/cat/zero\u200bwidth\u2066.png",), check_name="integrity.unreadable"))
+    xml = junit.render(result)
+    assert not any(c in xml for c in "\u202e\u200b\u2066"), ascii(xml)
+    failures = _cases(xml)["DSA001"].findall("failure")
+    assert "Cannot decode spoof\\u202egnp.exe" in [f.get("message") for f in failures]
+    assert any("train/cat/zero\\u200bwidth\\u2066.png" in f.text for f in failures)
+
+
 def test_empty_result_is_valid():
     result = ScanResult(root="/x", layout={}, summary={}, findings=[], check_errors=[], config={}, gate={})
     root = ET.fromstring(junit.render(result).encode())

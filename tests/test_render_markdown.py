@@ -44,3 +44,14 @@ def test_long_lists_are_capped():
     text = markdown.render(result, max_findings=10)
     assert "more findings" in text and len(text) < 65_536
     assert sum(1 for line in text.splitlines() if line.startswith("| ") and "info |" in line) <= 10
+
+
+def test_bidi_and_zero_width_characters_are_shown_not_obeyed():
+    result = sample_result()
+    result.findings.insert(0, Finding("DSA001", Severity.ERROR, "Cannot decode spoof\u202egnp.exe", "m",
+                                      paths=("train/cat/zero\u200bwidth\ufeff\u2067.png",)))
+    text = markdown.render(result)
+    assert not any(c in text for c in "\u202e\u200b\ufeff\u2067"), ascii(text)
+    row = next(line for line in text.splitlines() if "spoof" in line)
+    # the backslash is escaped too, so GitHub shows the escape as text
+    assert "spoof\\\\u202egnp.exe" in row and "zero\\\\u200bwidth\\\\ufeff\\\\u2067.png" in row

@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
 
 from dsaudit.findings import Finding, ScanResult, Severity
+from dsaudit.render.text import clean
 
 # Caps for huge datasets. The defaults keep a report of thousands of findings around a few MB.
 MAX_FINDINGS = 1000            # finding cards rendered in full (the rest are counted per check)
@@ -40,7 +41,6 @@ MAX_TABLE_ROWS = 300           # rows of any generic table / classes in the over
 
 SEVERITY_ICON = {"error": "\u2716", "warning": "\u25b2", "info": "\u2139"}  # ✖ ▲ ℹ
 _DATA_URI = re.compile(r"^data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]+$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 _env: Environment | None = None
 
@@ -56,18 +56,11 @@ def _environment() -> Environment:
     return _env
 
 
-def _clean_char(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
-        return "\ufffd"
-    return ""  # control characters are dropped
-
-
 def clean_text(text: str) -> str:
-    """Drop control characters; show undecodable file-name bytes as ``\\xNN``."""
-    return _CONTROL.sub(_clean_char, text)
+    """Drop control characters; show undecodable file-name bytes as ``\\xNN`` and bidi controls and
+    zero-width characters as ``\\uXXXX`` (applied to the whole page, so no name in it can reorder or
+    hide what the page shows)."""
+    return clean(text)
 
 
 def _num(value: Any, digits: int = 4) -> str:

@@ -5,38 +5,28 @@ Each finding at or above the gate's ``fail_on`` that is not baselined is one ``<
 check's test case; findings below the gate and baselined ones are listed in ``<system-out>`` so
 they stay visible without failing the build. A check that raised is an ``<error>``. With
 ``fail_on = "never"`` nothing fails. The XML is built with ElementTree (so it is always well
-formed) after removing characters XML 1.0 cannot carry; undecodable file-name bytes show as ``\\xNN``.
+formed) after removing characters XML 1.0 cannot carry; undecodable file-name bytes show as ``\\xNN``,
+bidi controls and zero-width characters as ``\\uXXXX``.
 
 Reads a :class:`~dsaudit.findings.ScanResult` and nothing else of dsaudit.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Mapping
 
 from dsaudit.findings import Finding, ScanResult, Severity
+from dsaudit.render.text import clean as clean_text
 
 MAX_FAILURES_PER_CHECK = 500   # more failures than this are summarised in one last failure
 MAX_TEXT = 4000                # characters of one failure body / system-out block
 
-_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
-
-
-def _clean_char(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
-        return "\ufffd"
-    return ""
-
-
 def clean(text: Any) -> str:
-    """Text XML 1.0 can carry: control characters stripped, lone surrogates made visible."""
-    return _INVALID.sub(_clean_char, str(text))
+    """Text XML 1.0 can carry: control characters stripped, lone surrogates made visible; bidi controls
+    and zero-width characters shown as ``\\uXXXX`` so a CI page shows a file name as it is."""
+    return clean_text(text)
 
 
 def _cap(text: str, limit: int = MAX_TEXT) -> str:

@@ -15,27 +15,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dsaudit.findings import Finding, ScanResult
+from dsaudit.render.text import clean
 
 MAX_FINDINGS = 15
 MAX_CHARS = 60_000
 ICON = {"error": "\u274c", "warning": "\u26a0\ufe0f", "info": "\u2139\ufe0f"}  # ❌ ⚠️ ℹ️
 
-_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
-def _clean_char(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"
-    if 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
-        return "\ufffd"
-    return ""
-
-
 def escape(text: Any, limit: int = 200) -> str:
-    """Untrusted text as inert inline Markdown: one line, HTML entities, punctuation escaped."""
-    text = _INVALID.sub(_clean_char, str(text).replace("\r", " ").replace("\n", " ").replace("\t", " "))
+    """Untrusted text as inert inline Markdown: one line, HTML entities, punctuation escaped, bidi
+    controls and zero-width characters shown as \\uXXXX."""
+    text = clean(str(text).replace("\r", " ").replace("\n", " ").replace("\t", " "))
     if len(text) > limit:
         text = text[: limit - 1] + "\u2026"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

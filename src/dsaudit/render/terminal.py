@@ -9,20 +9,29 @@ from rich.markup import escape
 from rich.table import Table
 
 from dsaudit.findings import ScanResult, Severity
+from dsaudit.render.text import INVISIBLE
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 MAX_PER_SEVERITY = 15
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{INVISIBLE}]")  # C0, DEL and C1 controls, and render.text's invisibles
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def printable(text: object) -> str:
-    """`text` with every control character (C0, DEL, C1) shown as a visible escape such as \\x1b.
+    """`text` with every control character (C0, DEL, C1) shown as a visible escape such as \\x1b,
+    and every bidi control or zero-width character as one such as \\u202e.
 
     File and folder names come from the dataset, and a terminal obeys the escape sequences in
     them: colours, cursor moves, a cleared screen, a carriage return that overprints a line with a
-    forged verdict. Everything printed to the terminal that holds a name goes through here (the
-    reports escape for their own formats); it also keeps a one-line message on one line."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    forged verdict. Bidi controls reorder what is shown (U+202E makes "cat\\u202egnp.exe" read
+    "catexe.png") and zero-width characters make two different names look the same. Everything
+    printed to the terminal that holds a name goes through here (the reports escape for their own
+    formats); it also keeps a one-line message on one line."""
+    return _UNSAFE.sub(_escape_char, str(text))
 
 
 def _safe(text: object) -> str:
