@@ -1,5 +1,6 @@
 """Layout discovery on hostile trees: folder symlinks (outside ROOT, loops, repeats) at every level,
-very deep nesting, a NUL byte in a manifest path, classes named like splits, an empty ROOT argument.
+very deep nesting, a NUL byte in a manifest path, classes named like splits, an empty ROOT argument,
+named pipes and devices in class folders, folders reached twice without a link (bind mounts).
 
 Each real folder is scanned once; a folder link that leaves ROOT, loops or repeats a folder is
 reported (DSA014) and not followed; bad input is a finding or one exit-2 line, never a crash or hang.
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dsaudit.cli import app
-from dsaudit.config import AuditConfig
+from dsaudit.config import AuditConfig, ProbeConfig
 from dsaudit.index.layout import DatasetError, discover
 from dsaudit.pipeline import scan
 from imagery import real_patches, write_image
@@ -235,3 +236,103 @@ def test_a_link_from_val_to_train_files_is_a_leakage_error(tmp_path):
     assert [(f.subject, f.severity.name, set(f.paths)) for f in result.findings] == [
         ("symlink_cross_split", "ERROR", {"val/a/more", "val/b/same_as_train_b"})]
     assert result.gate["exit_code"] == 1
+
+
+# -- entries that are not regular files, folders reached twice without a link ----------------------
+
+def test_fifo_and_link_to_a_device_are_not_regular_files_not_empty_ones(tmp_path):
+    """A FIFO (opening it blocks) and a link to /dev/zero (reading never ends) both have size 0:
+    they used to be reported as empty files. They are skipped, never opened, and reported."""
+    root = _splits(tmp_path / "data")
+    os.mkfifo(root / "train" / "a" / "pipe.png")
+    os.symlink("/dev/zero", root / "val" / "b" / "zero.png")
+    layout = discover(root)
+    assert not any(e.rel in ("train/a/pipe.png", "val/b/zero.png") for e in layout.entries)
+    assert _issues(layout, "not_regular_file") == {
+        "train/a/pipe.png": ("not_regular_file", "a named pipe (FIFO); not read"),
+        "val/b/zero.png": ("not_regular_file", "symlink to /dev/zero, a character device; not read")}
+    result = scan(root, AuditConfig(jobs=1, cache=False, probe=ProbeConfig(mode="off")))
+    assert not [f for f in result.findings if f.check_id == "DSA003"]
+    found = [f for f in result.findings if f.subject == "not_regular_file"]
+    assert [(f.check_id, f.severity.name, set(f.paths)) for f in found] == [
+        ("DSA015", "ERROR", {"train/a/pipe.png", "val/b/zero.png"})]
+    assert "not regular files" in found[0].title and result.gate["exit_code"] == 1
+
+
+def test_a_class_of_only_a_fifo_says_so_in_the_error(tmp_path):
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    os.mkfifo(tmp_path / "data" / "a" / "pipe.png")
+    with pytest.raises(DatasetError, match="1 entry that are not regular files .* were not read"):
+        discover(tmp_path / "data")
+
+
+def test_a_manifest_row_naming_a_fifo_is_unreadable_not_missing_and_never_blocks(tmp_path):
+    root = _splits(tmp_path / "data")
+    os.mkfifo(root / "train" / "a" / "pipe.png")
+    (root / "labels.csv").write_text("path,label,split\ntrain/a/0.png,a,train\ntrain/a/pipe.png,a,train\n"
+                                     "val/a/0.png,a,val\n")
+    code = ("from pathlib import Path\n"
+            "from dsaudit.config import AuditConfig, ProbeConfig\n"
+            "from dsaudit.pipeline import scan\n"
+            f"r = scan(None, AuditConfig(jobs=1, cache=False, probe=ProbeConfig(mode='off')), "
+            f"Path({str(root / 'labels.csv')!r}))\n"
+            "print(sorted((f.check_id, f.paths[0], f.message) for f in r.findings "
+            "if 'pipe' in ' '.join(f.paths)))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "DSA016" not in done.stdout and "DSA003" not in done.stdout, done.stdout
+    assert "'DSA001', 'train/a/pipe.png'" in done.stdout and "not a regular file but a named pipe" in done.stdout
+
+
+def test_reading_a_fifo_fails_at_once_even_when_it_replaced_a_file_after_the_walk(tmp_path):
+    fifo = tmp_path / "swapped.png"
+    os.mkfifo(fifo)
+    code = ("from dsaudit.index import io\n"
+            f"path = {str(fifo)!r}\n"
+            "for read in (io.read_bytes, io.open_binary):\n"
+            "    try:\n"
+            "        read(path)\n"
+            "    except OSError as exc:\n"
+            "        print('refused:', exc.strerror)\n")
+    # no writer ever comes: a blocking open would hang until the timeout
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.splitlines() == ["refused: not a regular file but a named pipe (FIFO)"] * 2, \
+        done.stdout + done.stderr
+
+
+def _fake_bind_mount(monkeypatch, mount: str, source: str):
+    """Make the walker see the folder `mount` as the same (st_dev, st_ino) as `source`, as a bind
+    mount of `source` would (tests cannot mount)."""
+    from dsaudit.index import layout as layout_module
+
+    real_key = layout_module._Walker._dir_key
+
+    def fake_key(path):
+        return real_key(source if os.path.realpath(path) == os.path.realpath(mount) else path)
+
+    monkeypatch.setattr(layout_module._Walker, "_dir_key", staticmethod(fake_key))
+
+
+def test_a_folder_reached_twice_without_a_link_is_a_repeated_folder_not_a_symlink_loop(tmp_path, monkeypatch):
+    root = _splits(tmp_path / "data")
+    _img(root / "train" / "a" / "sub" / "x.png")
+    _img(root / "train" / "a" / "zmount" / "x.png")
+    _fake_bind_mount(monkeypatch, root / "train" / "a" / "zmount", root / "train" / "a" / "sub")
+    layout = discover(root)
+    assert _issues(layout) == {"train/a/zmount": (
+        "repeated_folder", "same folder as train/a/sub (a bind mount?); not walked again")}
+    assert "train/a/zmount/x.png" not in {e.rel for e in layout.entries}
+    result = scan(root, AuditConfig(jobs=1, cache=False, select=("DSA014",)))
+    assert [(f.subject, f.severity.name, f.paths) for f in result.findings] == [
+        ("repeated_folder", "WARNING", ("train/a/zmount",))]
+    assert result.findings[0].title.startswith("1 folder(s) that are a folder scanned already")
+    assert "symlink" not in result.findings[0].title.replace("without a symlink", "")
+
+
+def test_a_bind_mount_of_a_train_class_in_val_is_a_cross_split_error(tmp_path, monkeypatch):
+    root = _splits(tmp_path / "data")
+    _fake_bind_mount(monkeypatch, root / "val" / "b", root / "train" / "b")
+    result = scan(root, AuditConfig(jobs=1, cache=False, select=("DSA014",)))
+    assert [(f.subject, f.severity.name, f.paths) for f in result.findings] == [
+        ("repeated_folder_cross_split", "ERROR", ("val/b",))]
+    assert "same files in two splits" in result.findings[0].title

@@ -339,3 +339,29 @@ def test_any_fsspec_store_memory_filesystem(tmp_path):
         assert_flaws_found({k[0] for k in findings_key(b)})
     finally:
         fs.rm("/dsaudit-test", recursive=True)
+
+
+@pytest.mark.parametrize("files", [
+    {"train/readme.txt": b"x", "holdout/a/x.png": b"x"},   # a split folder with no class folder
+    {"train/a/.hidden.png": b"x", "val/b/.DS_Store": b"x"},  # class folders that hold only hidden files
+], ids=["no-class-folders", "only-hidden-files"])
+def test_no_files_error_says_why_as_for_a_local_folder(tmp_path, files):
+    """An empty remote layout explains itself with the same words as the same local folder."""
+    import fsspec
+
+    from dsaudit.index.layout import DatasetError, discover
+
+    fs = fsspec.filesystem("memory")
+    for rel, body in files.items():
+        fs.pipe(f"/dsaudit-empty/data/{rel}", body)
+        (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / rel).write_bytes(body)
+    try:
+        with pytest.raises(DatasetError) as local:
+            discover(tmp_path / "data")
+        with pytest.raises(DatasetError) as remote:
+            discover("memory://dsaudit-empty/data/")
+    finally:
+        fs.rm("/dsaudit-empty", recursive=True)
+    expected = str(local.value).replace(str(tmp_path / "data"), "memory://dsaudit-empty/data")
+    assert str(remote.value) == expected and "were taken as split folders" in expected

@@ -398,9 +398,11 @@ class SymlinkProblem(Check):
     the root means the dataset is not self-contained and can change behind your back (or, in a
     published archive, points at nothing). A folder link to another class or split folder makes a
     loader that follows links read the same files twice, under another label or split; when the
-    other folder is in another split, that is leakage and the finding is an error. dsaudit follows
-    no folder link that leaves the root or leads to a folder it scans anyway.
-    Fix: Replace links with the files they point to, or remove them.
+    other folder is in another split, that is leakage and the finding is an error. A folder reached
+    twice without any link (a bind mount) is reported the same way, as a repeated folder. dsaudit
+    follows no folder link that leaves the root or leads to a folder it scans anyway.
+    Fix: Replace links with the files they point to, or remove them; unmount a bind mount that
+    repeats a folder of the dataset.
     """
 
     id = "DSA014"
@@ -409,15 +411,19 @@ class SymlinkProblem(Check):
 
     KINDS = {"symlink_cross_split": "lead to a folder of another split (the same files in two splits)",
              "symlink_loop": "loops or leads to a folder scanned already", "symlink_broken": "points to nothing",
-             "symlink_outside": "points outside the dataset root"}
-    ERROR_KINDS = {"symlink_cross_split"}   # leakage for any loader that follows links
+             "symlink_outside": "points outside the dataset root",
+             "repeated_folder_cross_split": "are a folder of another split, reached again without a symlink "
+                                            "(a bind mount?): the same files in two splits",
+             "repeated_folder": "are a folder scanned already, reached again without a symlink (a bind mount?)"}
+    ERROR_KINDS = {"symlink_cross_split", "repeated_folder_cross_split"}  # leakage for loaders that follow them
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         for kind, what in self.KINDS.items():
             found = _issues(ctx, kind)
             if found:
-                yield self.finding(f"{len(found)} symlink(s) that {what}",
-                                   f"{len(found)} symlink(s) {what}, e.g. {found[0].path} "
+                noun = "folder(s)" if kind.startswith("repeated_folder") else "symlink(s)"
+                yield self.finding(f"{len(found)} {noun} that {what}",
+                                   f"{len(found)} {noun} {what}, e.g. {found[0].path} "
                                    f"({found[0].detail}).",
                                    paths=[i.path for i in found], subject=kind,
                                    severity=Severity.ERROR if kind in self.ERROR_KINDS else None,
@@ -426,13 +432,17 @@ class SymlinkProblem(Check):
 
 
 class UnexpectedEntries(Check):
-    """Folders and files the layout does not explain: unknown split folders, files outside class folders.
+    """Folders and files the layout does not explain: unknown split folders, stray files, pipes and devices.
 
     Why: dsaudit does not guess: a top-level folder named 'holdout' or 'dev' is not scanned, and a
-    file lying next to the class folders is not a sample. Your loader may treat them differently.
+    file lying next to the class folders is not a sample. Your loader may treat them differently. A
+    named pipe, a device or a socket (or a link to one, such as /dev/zero) in a class folder is no
+    image: a loader that opens it waits forever for a writer or reads without end, so it is an error
+    and dsaudit never opens it.
     Fix: Rename split folders to train/val/test (any case; training, valid, validation and testing also
     work), move stray images into class folders, or describe the dataset with --manifest. Non-image
-    files beside the class folders (README, labels.csv) are reported as info only.
+    files beside the class folders (README, labels.csv) are reported as info only. Remove named pipes,
+    device nodes and sockets from the class folders.
     """
 
     id = "DSA015"
@@ -443,7 +453,9 @@ class UnexpectedEntries(Check):
              "stray_file": "file(s) outside any class folder, not scanned",
              "duplicate_split_folder": "split(s) given by more than one folder (merged)",
              "unknown_split_value": "manifest row(s) with an unknown split value, not scanned",
-             "manifest_bad_row": "manifest row(s) with an empty path or label, not scanned"}
+             "manifest_bad_row": "manifest row(s) with an empty path or label, not scanned",
+             "not_regular_file": "entries in class folders that are not regular files (named pipes, devices, "
+                                 "sockets), not read"}
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         for kind, what in self.KINDS.items():
@@ -459,6 +471,8 @@ class UnexpectedEntries(Check):
                                        "(documentation, metadata); not scanned", "stray_file_other",
                                        Severity.INFO)
                 found = images
+            if kind == "not_regular_file":
+                severity = Severity.ERROR  # a loader that opens one hangs or reads without end
             if found:
                 yield self._report(found, what, kind, severity)
 

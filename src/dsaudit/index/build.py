@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ from dsaudit.index import hashing, io
 from dsaudit.index.cache import RecordCache, default_cache_dir
 from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
 from dsaudit.index.engine import map_files
+from dsaudit.index.groups import apply_group_regex
 from dsaudit.index.memo import Memo
 from dsaudit.index.layout import Layout, display_path, is_inside
 from dsaudit.index.records import RECORD_VERSION, analyse_file
@@ -37,30 +37,19 @@ def _stat_record(error: str) -> dict[str, Any]:
     return rec
 
 
-def apply_group_regex(paths: pd.Series, pattern: str) -> pd.Series:
-    """Group ID per path: the regex's first group if it has one, else the whole match; "" if none."""
-    regex = re.compile(pattern)
-
-    def one(path: str) -> str:
-        m = regex.search(path)
-        if not m:
-            return ""
-        return m.group(1) if regex.groups and m.group(1) is not None else m.group(0)
-
-    return paths.map(one)
-
-
 def build_index(layout: Layout, config: AuditConfig,
                 progress: ProgressFactory | None = None) -> DatasetIndex:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     entries = layout.entries
     stats: list[tuple[int, int] | None] = []
-    for e in entries:
+    stat_errors: dict[int, str] = {}
+    for i, e in enumerate(entries):
         try:
             stats.append(io.stat(e.abs_path))
-        except OSError:
+        except OSError as exc:   # gone, unreadable, or not a regular file (io.stat)
             stats.append(None)
+            stat_errors[i] = str(exc.strerror or exc)
     timings["stat"] = time.perf_counter() - t0
 
     version = f"{RECORD_VERSION}.{hashing.FEATURES_VERSION}.{config.integrity.max_pixels}"
@@ -83,7 +72,7 @@ def build_index(layout: Layout, config: AuditConfig,
     todo: list[int] = []
     for i, (e, s) in enumerate(zip(entries, stats)):
         if s is None:
-            records[i] = _stat_record("cannot read file metadata (stat failed)")
+            records[i] = _stat_record(f"cannot read file: {stat_errors[i]}")
         elif e.rel in hits:
             records[i] = hits[e.rel]
         else:

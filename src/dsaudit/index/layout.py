@@ -12,8 +12,10 @@ Three layouts are recognised, and the one found is reported:
 Class folders are walked recursively, as Keras' ``image_dataset_from_directory`` does. Hidden and
 system files are skipped and reported. Folder symlinks (split, class or sub-folder) are followed
 only when they stay inside ROOT and lead to a folder not scanned already, so each real folder is
-scanned once; links that leave ROOT, loop, dangle or repeat a folder are reported, not followed.
-A file symlink is a sample even when it leaves ROOT (loaders open it), and is reported then.
+scanned once; links that leave ROOT, loop, dangle or repeat a folder are reported, not followed,
+and so is a folder reached twice without a link (a bind mount). A file symlink is a sample even
+when it leaves ROOT (loaders open it), and is reported then. Only regular files are samples: named
+pipes, devices and sockets (or links to them) are reported and never opened.
 Root-level problems raise :class:`DatasetError`; everything else is recorded as a
 :class:`WalkIssue` for the integrity checks to turn into findings.
 """
@@ -28,7 +30,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dsaudit.index.io import is_remote
+from dsaudit.index.io import is_remote, special_file_type
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -82,6 +84,7 @@ class WalkIssue:
     """Something the walk noticed that is not a sample: reported by the integrity checks."""
 
     kind: str           # hidden | symlink_loop | symlink_cross_split | symlink_outside | symlink_broken |
+                        # repeated_folder | repeated_folder_cross_split | not_regular_file |
                         # unknown_folder | stray_file | empty_class | unreadable_dir | duplicate_split_folder |
                         # manifest_missing | manifest_bad_row | unknown_split_value
     path: str           # display path relative to ROOT (or the manifest row)
@@ -190,7 +193,7 @@ class _Walker:
                 return self.link_error(path, exc, split, label)
             return WalkIssue("unreadable_dir", self.rel(path), str(exc.strerror or exc), split, label)
         if key in self.seen:
-            return WalkIssue(self._repeat_kind(split, self.split_of.get(key, "")), self.rel(path),
+            return WalkIssue(self._repeat_kind(split, self.split_of.get(key, ""), is_link), self.rel(path),
                              self._repeat_detail(path, is_link, real, key), split, label)
         if is_link:
             container = self._class_containing(real)
@@ -216,10 +219,15 @@ class _Walker:
         return verdicts
 
     @staticmethod
-    def _repeat_kind(split: str, other_split: str) -> str:
+    def _repeat_kind(split: str, other_split: str, is_link: bool = True) -> str:
         """A repeat that crosses splits is leakage for a loader that follows links (the same files
-        in train and val), not just a loop: it gets a kind of its own, reported as an error."""
-        return "symlink_cross_split" if split and other_split and split != other_split else "symlink_loop"
+        in train and val), not just a loop: it gets a kind of its own, reported as an error. A
+        folder reached again without any link (a bind mount, a folder hard link) is no symlink
+        problem and is named for what it is."""
+        base = "symlink" if is_link else "repeated_folder"
+        if split and other_split and split != other_split:
+            return f"{base}_cross_split"
+        return "symlink_loop" if is_link else base
 
     def _repeat_detail(self, path: str, is_link: bool, real: str, key: tuple[int, int]) -> str:
         if not is_link:
@@ -277,14 +285,25 @@ class _Walker:
             return []
 
     def _entry_kind(self, entry: os.DirEntry, split: str, label: str) -> str | None:
-        """"file", "dir" or "linked_dir"; None (with the issue recorded) for what is not walked."""
+        """"file", "dir" or "linked_dir"; None (with the issue recorded) for what is not walked.
+
+        Only regular files are samples: a named pipe, a device or a socket (or a link to one) is
+        reported and never opened, since reading a FIFO blocks until a writer comes and /dev/zero
+        never ends; their size of 0 made them look like empty files."""
         path = entry.path
         if is_hidden_or_system(entry.name):
             self.issues.append(WalkIssue("hidden", self.rel(path), "", split, label))
             return None
         try:
             if not entry.is_symlink():
-                return "dir" if entry.is_dir(follow_symlinks=False) else "file"
+                if entry.is_dir(follow_symlinks=False):
+                    return "dir"
+                if entry.is_file(follow_symlinks=False):
+                    return "file"
+                st = entry.stat(follow_symlinks=False)
+                self.issues.append(WalkIssue("not_regular_file", self.rel(path),
+                                             f"{special_file_type(st.st_mode)}; not read", split, label))
+                return None
             try:
                 st = os.stat(path)
             except OSError as exc:
@@ -295,6 +314,11 @@ class _Walker:
             return None
         if stat.S_ISDIR(st.st_mode):
             return "linked_dir"
+        if not stat.S_ISREG(st.st_mode):
+            self.issues.append(WalkIssue("not_regular_file", self.rel(path),
+                                         f"symlink to {display_path(os.path.realpath(path))}, "
+                                         f"{special_file_type(st.st_mode)}; not read", split, label))
+            return None
         real = os.path.realpath(path)
         if not self.inside_root(real):
             self.issues.append(WalkIssue("symlink_outside", self.rel(path),
@@ -362,12 +386,13 @@ def no_class_folders(where: str, n_files: int) -> DatasetError:
     return DatasetError(f"no class folders and no images in {where}")
 
 
-def _nothing_found(root: Path, kind: str, split_names: list[str], classes: dict[str, list[str]],
-                   issues: list[WalkIssue]) -> DatasetError:
-    """The one-line error for a layout with no sample file, saying how ROOT was read and why it is
-    empty, since the findings that would explain it are never shown when the scan stops."""
+def nothing_found(where: str, kind: str, split_names: list[str], classes: dict[str, list[str]],
+                  issues: list[WalkIssue]) -> DatasetError:
+    """The one-line error for a layout with no sample file in ROOT (a folder or a bucket prefix),
+    saying how ROOT was read and why it is empty, since the findings that would explain it are
+    never shown when the scan stops."""
     n_classes = sum(len(v) for v in classes.values())
-    head = f"no files found in the class folders of {display_path(str(root))}"
+    head = f"no files found in the class folders of {where}"
     parts: list[str] = []
     if kind == "splits":
         names = ", ".join(repr(n) for n in split_names)
@@ -386,6 +411,13 @@ def _nothing_found(root: Path, kind: str, split_names: list[str], classes: dict[
     links = sum(1 for i in issues if i.kind.startswith("symlink_"))
     if links:
         parts.append(f"{links} symlink(s) were not followed (leaving ROOT, looping, dangling or repeating a folder)")
+    repeats = sum(1 for i in issues if i.kind.startswith("repeated_folder"))
+    if repeats:
+        parts.append(f"{repeats} folder(s) reached a second time (bind mounts?) were not walked again")
+    special = sum(1 for i in issues if i.kind == "not_regular_file")
+    if special:
+        parts.append(f"{special} entr{'y' if special == 1 else 'ies'} that are not regular files (named pipes, "
+                     "devices, sockets) were not read")
     return DatasetError(f"{head}: {'; '.join(parts)}")
 
 
@@ -476,7 +508,8 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
     for split in classes:
         classes[split].sort()
     if not entries:
-        raise _nothing_found(root, kind, [display_path(e.name) for _, e in split_dirs], classes, issues)
+        raise nothing_found(display_path(str(root)), kind, [display_path(e.name) for _, e in split_dirs],
+                            classes, issues)
     entries = [FileEntry(e.rel, e.abs_path, e.split, e.label, e.group, i) for i, e in enumerate(entries)]
     splits = [s for s in SPLIT_ORDER if s in split_folders] if kind == "splits" else [""]
     return Layout(kind, root, splits, split_folders, classes, entries, issues)
@@ -559,7 +592,9 @@ def _from_manifest(root: Path | None, manifest: Path) -> Layout:
         full = raw_path if os.path.isabs(raw_path) else os.path.join(base, raw_path)
         real = os.path.realpath(full)
         rel = os.path.relpath(real if real.startswith(root_real + os.sep) else full, root)
-        return full, display_path(rel).replace(os.sep, "/"), os.path.isfile(full)
+        # a named pipe or a device counts as found: analyse_file reports it as unreadable, unopened
+        exists = os.path.exists(full) and not os.path.isdir(full)
+        return full, display_path(rel).replace(os.sep, "/"), exists
 
     return manifest_layout(parse_manifest(text, name), name, root, locate)
 

@@ -28,7 +28,8 @@ import threading
 from typing import Any
 
 from dsaudit.index.layout import (SPLIT_ALIASES, SPLIT_ORDER, DatasetError, FileEntry, Layout, WalkIssue,
-                                  is_hidden_or_system, manifest_layout, no_class_folders, parse_manifest)
+                                  is_hidden_or_system, manifest_layout, no_class_folders, nothing_found,
+                                  parse_manifest)
 
 # Which pip extra provides each protocol, for a clear message when it is missing.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
@@ -410,7 +411,7 @@ def discover(root_url: str | None, manifest_url: str | None = None) -> Layout:
     for split in classes:
         classes[split].sort()
     if not entries:
-        raise DatasetError(f"no files found in the class folders of {base_url}")
+        raise nothing_found(base_url, kind, [name for _, name, _ in split_dirs], classes, issues)
     entries = [FileEntry(e.rel, e.abs_path, e.split, e.label, e.group, i) for i, e in enumerate(entries)]
     splits = [s for s in SPLIT_ORDER if s in split_folders] if kind == "splits" else [""]
     # root without the trailing slash: s3://b/x and s3://b/x/ share one cache and one report name
