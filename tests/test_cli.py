@@ -145,6 +145,48 @@ def test_baseline_accepts_known_findings_and_fails_on_new_ones(data, tmp_path):
     assert run("scan", data, "-o", tmp_path / "o", "--baseline", tmp_path / "nope.json").exit_code == 2
 
 
+def test_baseline_is_written_atomically_beside_the_old_one(data, tmp_path, monkeypatch):
+    """A new file renamed over the old one: a failed write never leaves a truncated baseline."""
+    broken(data)
+    out = tmp_path / "bl"
+    out.mkdir()
+    base = out / "baseline.json"
+    base.write_text('{"old": true}\n')
+    base.chmod(0o640)
+    before = base.stat().st_ino
+    assert run("baseline", data, "-o", base).exit_code == 0
+    assert base.stat().st_ino != before  # replaced by a rename, not rewritten in place
+    assert json.loads(base.read_text())["accepted"] and (base.stat().st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in out.iterdir()) == ["baseline.json"]  # no temporary file left
+
+    good = base.read_text()
+    renames = []
+
+    def failing_replace(src, dst):
+        renames.append((os.path.dirname(src), os.path.dirname(dst)))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    result = run("baseline", data, "-o", base)
+    assert one_line_error(result, "No space left on device"), result.output
+    assert renames == [(str(out), str(out))]  # the temporary file was in the same folder
+    assert base.read_text() == good and sorted(p.name for p in out.iterdir()) == ["baseline.json"]
+
+
+@pytest.mark.parametrize("args", [
+    ["scan", ""], ["scan", "file://"], ["scan", "--manifest", ""], ["baseline", "", "-o", "{tmp}/b.json"],
+    ["baseline", "file://", "-o", "{tmp}/b.json"], ["baseline", "--manifest", "", "-o", "{tmp}/b.json"],
+    ["demo", "", "-o", "{tmp}/o", "-q"],
+], ids=lambda a: " ".join(a[:3]))
+def test_an_empty_root_is_exit_2_for_every_command(data, tmp_path, args):
+    """An unset shell variable ("$DATA") must not scan, baseline or fill the current folder."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = run(*args, cwd=data)  # the current folder is a dataset that would scan fine
+    assert one_line_error(result, "empty path"), result.output
+    assert not (tmp_path / "b.json").exists() and not (tmp_path / "o").exists()
+    assert not (data.parent / "reports").exists() and not (data / "reports").exists()
+
+
 def test_checks_and_explain():
     from dsaudit.checks.registry import all_checks
 
@@ -211,6 +253,32 @@ def test_printable_shows_control_characters_as_escapes():
 
     assert printable("a\x1b[31mb\x00c\x7fd\x9be\rf\ng\th") == "a\\x1b[31mb\\x00c\\x7fd\\x9be\\x0df\\x0ag\\x09h"
     assert printable("ça, 猫/ü.png [bold]") == "ça, 猫/ü.png [bold]"
+
+
+BIDI_AND_ZERO_WIDTH = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u200b\u200c\u200d\ufeff"
+
+
+def test_printable_shows_bidi_and_zero_width_characters_as_escapes():
+    from dsaudit.render.terminal import printable
+
+    assert printable("cat\u202egnp.exe") == "cat\\u202egnp.exe"  # would read "catexe.png"
+    shown = printable("".join(BIDI_AND_ZERO_WIDTH))
+    assert not any(c in shown for c in BIDI_AND_ZERO_WIDTH)
+    assert shown == "".join(f"\\u{ord(c):04x}" for c in BIDI_AND_ZERO_WIDTH)
+    assert printable("שלום/مرحبا.png") == "שלום/مرحبا.png"  # right-to-left letters themselves stay
+
+
+def test_bidi_and_zero_width_file_names_never_reach_the_terminal_raw(data, tmp_path):
+    for name in ("spoof\u202egnp.exe", "zero\u200bwidth.png", "iso\u2067late\u2069.png", "bom\ufeff.png"):
+        (data / "train" / "cat" / name).write_bytes(b"")  # empty files: DSA003 titles name them
+    result = run("scan", data, "-o", tmp_path / "o", "-f", "json", "-v", "--no-probe")
+    assert result.exit_code == 1
+    out = result.output
+    assert not any(c in out for c in BIDI_AND_ZERO_WIDTH), ascii(out)
+    for shown in ("spoof\\u202egnp.exe", "zero\\u200bwidth.png", "iso\\u2067late\\u2069.png", "bom\\ufeff.png"):
+        assert shown in out, (shown, out)
+    result = run("scan", tmp_path / "no\u202esuch", "-o", tmp_path / "o2")
+    assert one_line_error(result, "no\\u202esuch") and "\u202e" not in result.output
 
 
 def test_file_names_never_reach_the_terminal_raw(data, tmp_path):

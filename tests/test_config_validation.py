@@ -124,6 +124,22 @@ def test_bounds_that_depend_on_each_other(tmp_path):
     assert "balance.imbalance_error_ratio" in message
 
 
+def test_max_batch_size_below_a_batch_size_asked_for_is_a_config_error(tmp_path):
+    message = config_error(tmp_path, "[batch]\nbatch_size = 32\nmax_batch_size = 16\n")
+    assert message.startswith("batch.max_batch_size (--max-batch-size) is 16, below batch.batch_size") \
+        and "\n" not in message
+    message = config_error(tmp_path, "[batch]\nbatch_size = 8\nval_batch_size = 64\nmax_batch_size = 16\n")
+    assert "batch.val_batch_size (--val-batch-size) 64" in message
+    for ok in ({"batch.batch_size": 16, "batch.max_batch_size": 16}, {"batch.max_batch_size": 4},
+               {"batch.batch_size": 8, "batch.val_batch_size": 12, "batch.max_batch_size": 32}):
+        load_config(None, overrides=ok)
+
+
+def test_max_batch_size_below_batch_size_on_the_command_line_is_exit_2(data, tmp_path):
+    assert_one_line_usage_error(scan(data, tmp_path, "--batch-size", "32", "--max-batch-size", "8"),
+                                "--max-batch-size", "--batch-size")
+
+
 def test_a_float_too_large_for_a_float_is_a_config_error(tmp_path):
     message = config_error(tmp_path, "[balance]\nmax_ci_halfwidth = 1" + "0" * 400 + "\n")
     assert message.startswith("balance.max_ci_halfwidth")
@@ -171,6 +187,35 @@ def test_unknown_check_in_severity_table_is_exit_2(data, tmp_path):
     assert_one_line_usage_error(scan(data, tmp_path, "--config", config), "DSA999")
 
 
+# -- types -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("toml, message", [
+    ('[batch]\nbatch_size = "32"\n', "batch.batch_size must be an integer, not the string '32'"),
+    ('jobs = "4"\n', "jobs must be an integer, not the string '4'"),
+    ('[balance]\nshift_p_value = "0.01"\n', "balance.shift_p_value must be a number, not the string '0.01'"),
+    ('[leakage]\nknn_max_pairs = "5e10"\n', "leakage.knn_max_pairs must be a number, not the string '5e10'"),
+])
+def test_quoted_numbers_in_a_config_file_are_rejected(tmp_path, toml, message):
+    error = config_error(tmp_path, toml)
+    assert error.startswith(message) and "without quotes" in error and "\n" not in error
+
+
+def test_quoted_number_is_a_one_line_usage_error(data, tmp_path):
+    config = tmp_path / "dsaudit.toml"
+    config.write_text('[batch]\nbatch_size = "32"\n')
+    assert_one_line_usage_error(scan(data, tmp_path, "--config", config), "batch.batch_size", "'32'")
+
+
+def test_integers_for_float_keys_and_integral_floats_for_int_keys_still_load(tmp_path):
+    path = tmp_path / "dsaudit.toml"
+    path.write_text("[balance]\nimbalance_warn_ratio = 3\nimbalance_error_ratio = 12\n"
+                    "[leakage]\nknn_max_pairs = 1000\n[batch]\nbatch_size = 32.0\n")
+    cfg, _ = load_config(None, path)
+    assert cfg.balance.imbalance_warn_ratio == 3.0 and isinstance(cfg.balance.imbalance_warn_ratio, float)
+    assert cfg.leakage.knn_max_pairs == 1000.0 and cfg.batch.batch_size == 32
+    assert isinstance(cfg.batch.batch_size, int)
+
+
 # -- regular expressions -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("regex", ["a{99999999999}", pytest.param("(" * 3000 + ")" * 3000, id="deep-nesting"),
@@ -183,6 +228,45 @@ def test_group_regex_that_re_cannot_compile_is_a_config_error(regex):
 def test_group_regex_overflow_is_exit_2_not_an_internal_error(data, tmp_path):
     assert_one_line_usage_error(scan(data, tmp_path, "--group-regex", "a{99999999999}"),
                                 "--group-regex", "not a valid regular expression")
+
+
+def test_catastrophic_group_regex_is_exit_2_instead_of_a_hang(tmp_path):
+    """(a+)+$ on 40 a's and a b backtracks for hours: the time budget per path stops it."""
+    root = tmp_path / "data"
+    make_split_dataset(root, {"train": {"cat": 2}, "val": {"cat": 2}}, size=32)
+    next((root / "train" / "cat").iterdir()).rename(root / "train" / "cat" / ("a" * 40 + "b.png"))
+    env = dict(os.environ, DSAUDIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("DSAUDIT_DEBUG", None)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "dsaudit.cli", "scan", str(root), "-o", str(tmp_path / "o"),
+                           "-q", "--no-probe", "-j", "1", "--group-regex", "(a+)+$"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--group-regex" in proc.stderr and "'(a+)+$' ran for more than 1 s" in proc.stderr, proc.stderr
+    assert "a" * 40 + "b.png" in proc.stderr and "internal error" not in proc.stderr
+    assert time.monotonic() - t0 < 40
+
+
+def test_group_regex_budget_leaves_no_timer_behind_and_works_off_the_main_thread():
+    import signal
+    import threading
+
+    import pandas as pd
+
+    from dsaudit.index.groups import apply_group_regex
+
+    paths = pd.Series(["train/p1_a.png", "val/p2_b.png", "test/x.png"], index=[5, 6, 7])
+    before = signal.getsignal(signal.SIGALRM)
+    groups = apply_group_regex(paths, r"(p\d+)_")
+    assert list(groups) == ["p1", "p2", ""] and list(groups.index) == [5, 6, 7]
+    assert list(apply_group_regex(paths, r"\w+/")) == ["train/", "val/", "test/"]  # no group: the match
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    out = []
+    worker = threading.Thread(target=lambda: out.append(list(apply_group_regex(paths, r"(p\d+)_"))))
+    worker.start()
+    worker.join()
+    assert out == [["p1", "p2", ""]]
 
 
 # -- choices -----------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
 
         result = scan(root, config, manifest, baseline=baseline, command=command,
                       thumbnails="html" in chosen, progress=factory, notify=notify)
-    except (DatasetError, BaselineError) as exc:
+    except (DatasetError, BaselineError, ConfigError) as exc:  # ConfigError: a --group-regex over its time budget
         raise UsageError(str(exc)) from None
     finally:
         if progress is not None:
@@ -195,7 +195,8 @@ def _root_arg(root: Optional[str]):
 
     if root is None:
         return None
-    if root == "":  # Path("") is the current folder: an unset shell variable must not scan it
+    # Path("") is the current folder: an unset shell variable ("$DATA", "file://$DATA") must not scan it
+    if root == "" or local_path(root) == "":
         _fail("empty path given for the dataset ROOT or --manifest (use . for the current folder)")
     return root if is_remote(root) else Path(local_path(root))  # file:///data/x is the folder /data/x
 
@@ -309,16 +310,41 @@ def explain(check_id: str = typer.Argument(..., help="A check ID such as DSA202,
         console.print(f"\nThresholds: {check.thresholds()}", markup=False)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a new file beside `path`, then rename it over `path`: an interrupted or failed
+    write (a full disk, a kill) leaves the old file whole, never a truncated one that a later
+    `scan --baseline` would reject. The new file keeps the old one's permissions (else the umask's)
+    and is removed when anything fails."""
+    import secrets
+    import stat
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        if path.is_file():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 @app.command()
 def baseline(
-    root: Optional[Path] = typer.Argument(None, help="Dataset folder."),
+    root: Optional[str] = typer.Argument(None, help="Dataset folder (or a URL such as s3://bucket/prefix/).",
+                                         show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Baseline file to write (JSON)."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV manifest instead of folders."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV manifest instead of folders."),
     config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="As for scan."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
 ) -> None:
     """Write the current findings as accepted ones: later scans with --baseline fail only on new ones."""
+    root_arg, manifest_arg = _root_arg(root), _root_arg(manifest)
 
     def run() -> int:
         from dsaudit.config import ConfigError, load_config
@@ -326,22 +352,27 @@ def baseline(
         from dsaudit.pipeline import scan as run_pipeline
         from dsaudit.policy import baseline_document
 
-        if root is None and manifest is None:
+        if root_arg is None and manifest_arg is None:
             raise UsageError("give a dataset ROOT folder, or --manifest FILE.csv")
-        data_root = root if root is not None else manifest.resolve().parent  # type: ignore[union-attr]
-        if data_root.is_dir() and is_inside(output, data_root):
+        remote = isinstance(root_arg, str) or isinstance(manifest_arg, str)  # URLs stay strings
+        if remote and root_arg is None:
+            raise UsageError("a remote --manifest needs the dataset ROOT URL too (paths are resolved against it)")
+        data_root = None if remote else (root_arg if root_arg is not None
+                                         else manifest_arg.resolve().parent)  # type: ignore[union-attr]
+        local_root = data_root if data_root is not None and data_root.is_dir() else None
+        if local_root is not None and is_inside(output, local_root):
             raise UsageError("the baseline file would be inside the dataset; write it elsewhere")
         _check_baseline_output(output)
         try:
-            cfg, _ = load_config(data_root if data_root.is_dir() else None, config,
+            cfg, _ = load_config(local_root, config,
                                  {"leakage.group_regex": group_regex, "jobs": jobs, "probe.mode": "off"})
-            result = run_pipeline(root, cfg, manifest)
+            result = run_pipeline(root_arg, cfg, manifest_arg)
         except (ConfigError, DatasetError) as exc:
             raise UsageError(str(exc)) from None
         doc = baseline_document(result.findings)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            _write_atomically(output, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise UsageError(f"cannot write the baseline to {display_path(str(output))}: "
                              f"{exc.strerror or exc}") from None
@@ -353,13 +384,15 @@ def baseline(
 
 @app.command()
 def demo(
-    folder: Optional[Path] = typer.Argument(None, help="Where to build the example dataset [default: a new "
-                                            "temporary folder]."),
+    folder: Optional[str] = typer.Argument(None, help="Where to build the example dataset [default: a new "
+                                           "temporary folder].", show_default=False),
     out: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Report folder."),
     probe: bool = typer.Option(False, "--probe/--no-probe", help="Also train the probe CNN (needs TensorFlow)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build the built-in example dataset (real digit images with planted flaws) and scan it."""
+    if folder == "":  # Path("") is the current folder, as for ROOT
+        _fail("empty path given for the demo folder (use . for the current folder)")
 
     def run() -> int:
         import tempfile
@@ -367,7 +400,7 @@ def demo(
         from dsaudit.demo import DEMO_GROUP_REGEX, build_demo_dataset
         from dsaudit.index.layout import display_path
 
-        target = folder if folder is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
+        target = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
         if target.exists() and not target.is_dir():
             raise UsageError(f"{display_path(str(target))} is not a folder; give a new or empty folder")
         if target.exists() and any(target.iterdir()):

@@ -15,7 +15,8 @@ frozen section; a TOML file sets them as sub-tables, for example::
 Unknown keys are a usage error (exit 2) so that a typo never silently disables a threshold. For
 the same reason every numeric key has a range (``RANGES``: nan and inf never pass, a p-value is in
 (0, 1], a count is at least 1, ...), severity overrides must name a check, and choices (fail_on,
-engine, probe.mode) are matched case-insensitively.
+engine, probe.mode) are matched case-insensitively. Numbers must be numbers: a quoted "32" for a
+numeric key is an error too (an integer for a float key is fine).
 """
 
 from __future__ import annotations
@@ -154,6 +155,11 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
                 raise ConfigError(f"{name}.{k}: {exc}") from None
             out[str(k).upper()] = str(v).lower()
         return out
+    if isinstance(value, str) and ("int" in annotation or "float" in annotation):
+        # batch_size = "32" in a TOML file is a string: refused rather than guessed at, as "32 " or
+        # "1e-3" would be converted and "32px" not (typer hands CLI options over as numbers already)
+        kind = "an integer" if "float" not in annotation else "a number"
+        raise ConfigError(f"{name} must be {kind}, not the string {value!r} (write it without quotes)")
     try:
         if "bool" in annotation:
             if isinstance(value, str):
@@ -346,6 +352,15 @@ def _check_ranges(cfg: AuditConfig) -> None:
     if b.val_share_max < b.val_share_min:
         raise ConfigError(f"balance.val_share_max ({b.val_share_max!r}) must be at least "
                           f"balance.val_share_min ({b.val_share_min!r})")
+    batch = cfg.batch
+    for key in ("batch.batch_size", "batch.val_batch_size"):
+        # max_batch_size bounds the sizes DSA301 recommends for every set, train and eval alike; a
+        # requested size above it contradicts it (and made the "largest size <= max" advice odd)
+        size = _get(cfg, key)
+        if batch.max_batch_size is not None and size is not None and size > batch.max_batch_size:
+            raise ConfigError(f"{_label('batch.max_batch_size')} is {batch.max_batch_size}, below "
+                              f"{_label(key)} {size}: it bounds the recommended batch sizes, so it must "
+                              "be at least every batch size asked for")
 
 
 def _normalise_choices(cfg: AuditConfig) -> AuditConfig:
