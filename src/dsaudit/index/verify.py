@@ -264,11 +264,12 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     (B0) a half-resolution shift search that drops pairs under `prefilter`; (B) best NCC over all
     small shifts; (B') for pairs with B < `escalate`, a half-resolution look with the reference
     turned by +-8 degrees, which sends those scoring `turn_gate` or more on as well (None: off);
-    (C) for pairs still below the threshold but with B >= `escalate`, the zoom/rotation search; (D) for pairs still short with a similarity of at
-    least `refine_floor`, the affine fit (`align_affine`) from the best alignment so far, and (D')
-    for pairs still short but at least ANISO_FLOOR, fits from one-axis zoom starts (a crop of one
-    side), kept only when they end as a one-axis zoom (`one_axis_zoom`). Pass
-    threshold=1.01 to force the full search on every pair. `thumbs` is (N, 32, 32).
+    (C) for pairs still below the threshold but with B >= `escalate`, the zoom/rotation search;
+    (D) for pairs still short with a similarity of at least `refine_floor`, the affine fit
+    (`align_affine`) from the best alignment so far, and (D') for pairs still short but at least
+    ANISO_FLOOR, fits from one-axis zoom starts (a crop of one side), kept only when they end as a
+    one-axis zoom (`one_axis_zoom`). Pass threshold=1.01 to force the full search on every pair
+    (the B0 prefilter still applies unless prefilter=None). `thumbs` is (N, 32, 32).
 
     The caller's acceptance rules, when given, let the cascade skip work that cannot change a
     decision: `boost` (per pair) is added to the thresholds, so a pair whose shifted (search) bar
