@@ -39,7 +39,7 @@ from dsaudit.index.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "15"
+MATCHER_VERSION = "16"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
