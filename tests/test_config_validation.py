@@ -62,6 +62,18 @@ def test_every_numeric_setting_has_a_range_that_holds_its_default():
         assert default is None or default in RANGES[key], key
 
 
+def _scan_exit_2(root, tmp_path, *args: str) -> str:
+    """Run `dsaudit scan ROOT ARGS` in a fresh process; assert exit 2 with one line on stderr and no
+    traceback; return that line."""
+    env = dict(os.environ, DSAUDIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("DSAUDIT_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "dsaudit.cli", "scan", str(root), "-o", str(tmp_path / "o"),
+                           "-q", "--no-probe", *args], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
 def _outside(key: str, integer: bool):
     """A value just outside the range of `key`: below its lower end, else above its upper end."""
     r = RANGES[key]
@@ -235,16 +247,10 @@ def test_catastrophic_group_regex_is_exit_2_instead_of_a_hang(tmp_path):
     root = tmp_path / "data"
     make_split_dataset(root, {"train": {"cat": 2}, "val": {"cat": 2}}, size=32)
     next((root / "train" / "cat").iterdir()).rename(root / "train" / "cat" / ("a" * 40 + "b.png"))
-    env = dict(os.environ, DSAUDIT_CACHE_DIR=str(tmp_path / "cache"))
-    env.pop("DSAUDIT_DEBUG", None)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "dsaudit.cli", "scan", str(root), "-o", str(tmp_path / "o"),
-                           "-q", "--no-probe", "-j", "1", "--group-regex", "(a+)+$"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "--group-regex" in proc.stderr and "'(a+)+$' ran for more than 1 s" in proc.stderr, proc.stderr
-    assert "a" * 40 + "b.png" in proc.stderr and "internal error" not in proc.stderr
+    err = _scan_exit_2(root, tmp_path, "-j", "1", "--group-regex", "(a+)+$")
+    assert "--group-regex" in err and "'(a+)+$' ran for more than 1 s" in err, err
+    assert "a" * 40 + "b.png" in err and "internal error" not in err
     assert time.monotonic() - t0 < 40
 
 
@@ -311,14 +317,9 @@ def test_malformed_scheduler_addresses_are_config_errors(address, why):
 
 
 def test_malformed_scheduler_is_exit_2_at_once(data, tmp_path):
-    env = dict(os.environ, DSAUDIT_CACHE_DIR=str(tmp_path / "cache"))
-    env.pop("DSAUDIT_DEBUG", None)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "dsaudit.cli", "scan", str(data), "-o", str(tmp_path / "o"),
-                           "-q", "--no-probe", "--engine", "dask", "--scheduler", "not a url"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "is not a Dask scheduler address" in proc.stderr, proc.stderr
+    err = _scan_exit_2(data, tmp_path, "--engine", "dask", "--scheduler", "not a url")
+    assert "is not a Dask scheduler address" in err, err
     assert time.monotonic() - t0 < 20  # it used to wait 40 s in a failed Client's __del__
 
 
