@@ -173,6 +173,16 @@ def test_baseline_is_written_atomically_beside_the_old_one(data, tmp_path, monke
     assert base.read_text() == good and sorted(p.name for p in out.iterdir()) == ["baseline.json"]
 
 
+def test_a_report_that_cannot_be_written_leaves_no_temporary_file(data, tmp_path):
+    """Reports go through the same atomic writer: a failed one is exit 2 and leaves the folder
+    as it was (it used to leave report.json.tmp behind)."""
+    out = tmp_path / "o"
+    (out / "report.json").mkdir(parents=True)   # a folder where the report should go
+    result = run("scan", data, "-o", out, "--no-probe", "--format", "json")
+    assert one_line_error(result, "cannot write reports"), result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+
+
 @pytest.mark.parametrize("args", [
     ["scan", ""], ["scan", "file://"], ["scan", "--manifest", ""], ["baseline", "", "-o", "{tmp}/b.json"],
     ["baseline", "file://", "-o", "{tmp}/b.json"], ["baseline", "--manifest", "", "-o", "{tmp}/b.json"],

@@ -93,9 +93,7 @@ def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
             from dsaudit.render import markdown as render_md
 
             path, text = out / "report.md", render_md.render(result)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        _write_atomically(path, text)
         written.append(path)
     return written
 
@@ -312,8 +310,9 @@ def explain(check_id: str = typer.Argument(..., help="A check ID such as DSA202,
 
 def _write_atomically(path: Path, text: str) -> None:
     """Write `text` to a new file beside `path`, then rename it over `path`: an interrupted or failed
-    write (a full disk, a kill) leaves the old file whole, never a truncated one that a later
-    `scan --baseline` would reject. The new file keeps the old one's permissions (else the umask's)
+    write (a full disk, a kill) leaves the old file whole, never a truncated report or one that a
+    later `scan --baseline` would reject, and a uniquely named temporary file means two scans
+    writing to one folder never write into each other's. The new file keeps the old one's permissions (else the umask's)
     and is removed when anything fails."""
     import secrets
     import stat
