@@ -43,13 +43,13 @@ def build_index(layout: Layout, config: AuditConfig,
     timings: dict[str, float] = {}
     entries = layout.entries
     stats: list[tuple[int, int] | None] = []
-    stat_errors: dict[int, str] = {}
+    records: list[dict[str, Any] | None] = [None] * len(entries)
     for i, e in enumerate(entries):
         try:
             stats.append(io.stat(e.abs_path))
         except OSError as exc:   # gone, unreadable, or not a regular file (io.stat)
             stats.append(None)
-            stat_errors[i] = str(exc.strerror or exc)
+            records[i] = _stat_record(f"cannot read file: {exc.strerror or exc}")
     timings["stat"] = time.perf_counter() - t0
 
     version = f"{RECORD_VERSION}.{hashing.FEATURES_VERSION}.{config.integrity.max_pixels}"
@@ -68,12 +68,11 @@ def build_index(layout: Layout, config: AuditConfig,
             cache, hits = None, {}
     timings["cache_read"] = time.perf_counter() - t1
 
-    records: list[dict[str, Any] | None] = [None] * len(entries)
     todo: list[int] = []
     for i, (e, s) in enumerate(zip(entries, stats)):
         if s is None:
-            records[i] = _stat_record(f"cannot read file: {stat_errors[i]}")
-        elif e.rel in hits:
+            continue   # recorded above
+        if e.rel in hits:
             records[i] = hits[e.rel]
         else:
             todo.append(i)

@@ -295,18 +295,16 @@ class _Walker:
             self.issues.append(WalkIssue("hidden", self.rel(path), "", split, label))
             return None
         try:
-            if not entry.is_symlink():
-                if entry.is_dir(follow_symlinks=False):
-                    return "dir"
-                if entry.is_file(follow_symlinks=False):
-                    return "file"
-                st = entry.stat(follow_symlinks=False)
-                self.issues.append(WalkIssue("not_regular_file", self.rel(path),
-                                             f"{special_file_type(st.st_mode)}; not read", split, label))
-                return None
-            try:
-                st = os.stat(path)
+            is_link = entry.is_symlink()
+            if not is_link and entry.is_dir(follow_symlinks=False):
+                return "dir"
+            if not is_link and entry.is_file(follow_symlinks=False):
+                return "file"
+            try:   # a link's target, or what a non-link that is neither file nor folder is
+                st = os.stat(path) if is_link else entry.stat(follow_symlinks=False)
             except OSError as exc:
+                if not is_link:
+                    raise
                 self.issues.append(self.link_error(path, exc, split, label))
                 return None
         except OSError as exc:
@@ -315,9 +313,9 @@ class _Walker:
         if stat.S_ISDIR(st.st_mode):
             return "linked_dir"
         if not stat.S_ISREG(st.st_mode):
+            via = f"symlink to {display_path(os.path.realpath(path))}, " if is_link else ""
             self.issues.append(WalkIssue("not_regular_file", self.rel(path),
-                                         f"symlink to {display_path(os.path.realpath(path))}, "
-                                         f"{special_file_type(st.st_mode)}; not read", split, label))
+                                         f"{via}{special_file_type(st.st_mode)}; not read", split, label))
             return None
         real = os.path.realpath(path)
         if not self.inside_root(real):
@@ -592,7 +590,7 @@ def _from_manifest(root: Path | None, manifest: Path) -> Layout:
         full = raw_path if os.path.isabs(raw_path) else os.path.join(base, raw_path)
         real = os.path.realpath(full)
         rel = os.path.relpath(real if real.startswith(root_real + os.sep) else full, root)
-        # a named pipe or a device counts as found: analyse_file reports it as unreadable, unopened
+        # a named pipe or a device counts as found: the index's stat reports it as unreadable, unopened
         exists = os.path.exists(full) and not os.path.isdir(full)
         return full, display_path(rel).replace(os.sep, "/"), exists
 

@@ -246,6 +246,16 @@ def _half_res(d: np.ndarray) -> np.ndarray:
     return d.reshape(len(d), THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
 
 
+def _turned_look(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
+    """(P,) best overlap NCC of half-resolution detail pairs with the reference zoomed and turned
+    by each of TURN_PEEKS (stage B'); the query side is transformed once."""
+    hb_terms = side_terms(hb, _HALF)
+    best = np.full(len(ha), -1.0, np.float32)
+    for z, ang in TURN_PEEKS:
+        best = np.maximum(best, overlap_ncc(warp(ha, z, ang), None, _HALF, b_terms=hb_terms)[0])
+    return best
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     x = x.reshape(len(x), -1)
     x = x - x.mean(axis=1, keepdims=True)
@@ -370,12 +380,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             if len(low):
                 j = np.nonzero(todo)[0][low]
                 ha, hb = (half_a[j], half_b[j]) if half_a is not None else (_half_res(da[j]), _half_res(db[j]))
-                turned = np.full(len(j), -1.0, np.float32)
-                hb_terms = side_terms(hb, _HALF)
-                for z, ang in TURN_PEEKS:
-                    c, _ = overlap_ncc(warp(ha, z, ang), None, _HALF, b_terms=hb_terms)
-                    turned = np.maximum(turned, c)
-                need[low[turned >= turn_gate]] = True
+                need[low[_turned_look(ha, hb) >= turn_gate]] = True
         sel = np.nonzero(todo)[0][need]
         ia = sl[sel]
         db_terms = side_terms(db[sel]) if len(sel) else None
