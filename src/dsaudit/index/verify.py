@@ -139,8 +139,8 @@ _WARP_CACHE: dict[tuple[float, float, int], sparse.csr_matrix] = {}
 
 def _warp_operator(z: float, angle: float, size: int) -> sparse.csr_matrix:
     """The bilinear zoom/rotation as a sparse (size^2, size^2) matrix acting on flattened images
-    from the right (4 weights a row). One sparse product per batch is about four times faster
-    than gathering the four neighbours with fancy indexing."""
+    from the right (4 weights a row). One sparse product per batch is faster than gathering the
+    four neighbours with fancy indexing (benchmarks/scan_speed.py, leakage timings: verify)."""
     key = (float(z), float(angle), size)
     if key not in _WARP_CACHE:
         yy, xx = _zoom_grid(z, angle, size)
