@@ -197,6 +197,55 @@ def test_an_empty_root_is_exit_2_for_every_command(data, tmp_path, args):
     assert not (data.parent / "reports").exists() and not (data / "reports").exists()
 
 
+@pytest.mark.parametrize("args, option", [
+    (["scan", "{data}", "-o", ""], "--out"), (["scan", "{data}", "--out", ""], "--out"),
+    (["scan", "{data}", "-o", "{tmp}/o", "--cache-dir", ""], "--cache-dir"),
+    (["baseline", "{data}", "-o", ""], "--output"), (["demo", "{tmp}/demo", "-o", "", "-q"], "--out"),
+], ids=lambda a: " ".join(a[::2]) if isinstance(a, list) else a)
+def test_an_empty_output_path_is_exit_2_for_every_command(data, tmp_path, args, option):
+    """typer makes "" the current folder: an unset "$OUT" must not put reports, a baseline or a
+    cache there."""
+    work = tmp_path / "work"
+    work.mkdir()
+    args = [a.replace("{data}", str(data)).replace("{tmp}", str(tmp_path)) for a in args]
+    result = run(*args, cwd=work)
+    assert one_line_error(result, f"empty path given for {option}"), result.output
+    assert list(work.iterdir()) == [] and not (tmp_path / "o").exists() and not (tmp_path / "demo").exists()
+
+
+def test_baseline_and_reports_are_written_through_a_symlink(data, tmp_path):
+    """The file a link points to is replaced (atomically, beside it); the link itself stays a link."""
+    broken(data)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "baseline.json").write_text('{"old": true}\n')
+    link = tmp_path / "baseline.json"
+    link.symlink_to(shared / "baseline.json")
+    assert run("baseline", data, "-o", link).exit_code == 0
+    assert link.is_symlink() and os.readlink(link) == str(shared / "baseline.json")
+    assert json.loads((shared / "baseline.json").read_text())["accepted"]
+    assert sorted(p.name for p in shared.iterdir()) == ["baseline.json"]  # no temporary file left
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.json").symlink_to(shared / "report.json")  # a dangling link: its target is created
+    assert run("scan", data, "-o", out, "-f", "json", "--fail-on", "never").exit_code == 0
+    assert (out / "report.json").is_symlink() and json.loads((shared / "report.json").read_text())["findings"]
+
+
+def test_a_report_linked_into_the_dataset_is_refused(data, tmp_path):
+    """Writing through links must not become a way to write into the dataset."""
+    out = tmp_path / "o"
+    out.mkdir()
+    target = data / "train" / "cat" / "notes.json"
+    target.write_text("keep")
+    (out / "report.json").symlink_to(target)
+    before = tree_snapshot(data)
+    result = run("scan", data, "-o", out, "-f", "json")
+    assert one_line_error(result, "is a link into the dataset"), result.output
+    assert tree_snapshot(data) == before and target.read_text() == "keep"
+
+
 def test_checks_and_explain():
     from dsaudit.checks.registry import all_checks
 

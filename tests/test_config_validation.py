@@ -99,6 +99,9 @@ def test_each_numeric_setting_rejects_values_outside_its_range(key, integer):
 PARTNERS = {"balance.imbalance_warn_ratio": "balance.imbalance_error_ratio",
             "balance.val_share_min": "balance.val_share_max"}
 PARTNERS.update({v: k for k, v in PARTNERS.items()})
+# ...and keys that need another one set (with batch_size 1, as low as either may go)
+PARTNERS.update({f"batch.{k}": "batch.batch_size"
+                 for k in ("val_batch_size", "max_batch_size", "steps_per_epoch", "validation_steps")})
 
 
 @pytest.mark.parametrize("key, integer", [(k, i) for k, _, i in numeric_settings(AuditConfig())])
@@ -142,9 +145,25 @@ def test_max_batch_size_below_a_batch_size_asked_for_is_a_config_error(tmp_path)
         and "\n" not in message
     message = config_error(tmp_path, "[batch]\nbatch_size = 8\nval_batch_size = 64\nmax_batch_size = 16\n")
     assert "batch.val_batch_size (--val-batch-size) 64" in message
-    for ok in ({"batch.batch_size": 16, "batch.max_batch_size": 16}, {"batch.max_batch_size": 4},
+    for ok in ({"batch.batch_size": 16, "batch.max_batch_size": 16},
                {"batch.batch_size": 8, "batch.val_batch_size": 12, "batch.max_batch_size": 32}):
         load_config(None, overrides=ok)
+
+
+@pytest.mark.parametrize("key", ["val_batch_size", "max_batch_size", "steps_per_epoch", "validation_steps"])
+def test_val_or_max_batch_size_without_batch_size_is_a_config_error(tmp_path, key):
+    """Without batch_size no batch check runs, so either alone would be ignored without a word."""
+    message = config_error(tmp_path, f"[batch]\n{key} = 16\n")
+    assert message.startswith(f"batch.{key} (--{key.replace('_', '-')}) needs batch.batch_size (--batch-size)") \
+        and "\n" not in message
+    load_config(None, overrides={"batch.batch_size": 8, f"batch.{key}": 16})
+
+
+@pytest.mark.parametrize("option", ["--val-batch-size", "--max-batch-size", "--steps-per-epoch",
+                                    "--validation-steps"])
+def test_val_or_max_batch_size_flag_without_batch_size_is_exit_2(data, tmp_path, option):
+    assert_one_line_usage_error(scan(data, tmp_path, option, "16"), option, "needs", "--batch-size")
+    assert not (tmp_path / "out").exists()
 
 
 def test_max_batch_size_below_batch_size_on_the_command_line_is_exit_2(data, tmp_path):
@@ -216,6 +235,27 @@ def test_quoted_number_is_a_one_line_usage_error(data, tmp_path):
     config = tmp_path / "dsaudit.toml"
     config.write_text('[batch]\nbatch_size = "32"\n')
     assert_one_line_usage_error(scan(data, tmp_path, "--config", config), "batch.batch_size", "'32'")
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[leakage]\nexact = "false"\n', "leakage.exact must be true or false, not the string 'false'"),
+    ('[leakage]\nnear = "off"\n', "leakage.near must be true or false, not the string 'off'"),
+    ('[leakage]\nknn_shifts = 0\n', "leakage.knn_shifts must be true or false, not 0"),
+    ('cache = 1\n', "cache must be true or false, not 1"),
+    ('cache = "true"\n', "cache must be true or false, not the string 'true'"),
+])
+def test_strings_and_numbers_for_boolean_keys_are_rejected(tmp_path, toml, message):
+    error = config_error(tmp_path, toml)
+    assert error.startswith(message) and "\n" not in error
+
+
+def test_boolean_keys_take_toml_booleans_and_a_string_is_exit_2(data, tmp_path):
+    path = tmp_path / "dsaudit.toml"
+    path.write_text("cache = false\n[leakage]\nexact = false\nnear = true\nknn_shifts = false\n")
+    cfg, _ = load_config(None, path)
+    assert (cfg.cache, cfg.leakage.exact, cfg.leakage.near, cfg.leakage.knn_shifts) == (False, False, True, False)
+    path.write_text('[leakage]\nnear = "no"\n')
+    assert_one_line_usage_error(scan(data, tmp_path, "--config", path), "leakage.near", "'no'")
 
 
 def test_integers_for_float_keys_and_integral_floats_for_int_keys_still_load(tmp_path):

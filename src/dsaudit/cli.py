@@ -73,6 +73,9 @@ def _progress_factory(enabled: bool):
     return factory, progress
 
 
+REPORT_NAMES = {"json": "report.json", "html": "report.html", "junit": "report.junit.xml", "md": "report.md"}
+
+
 def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -80,19 +83,19 @@ def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
         if fmt == "json":
             from dsaudit.render import json as render_json
 
-            path, text = out / "report.json", render_json.render(result)
+            path, text = out / REPORT_NAMES[fmt], render_json.render(result)
         elif fmt == "html":
             from dsaudit.render import html as render_html
 
-            path, text = out / "report.html", render_html.render(result)
+            path, text = out / REPORT_NAMES[fmt], render_html.render(result)
         elif fmt == "junit":
             from dsaudit.render import junit as render_junit
 
-            path, text = out / "report.junit.xml", render_junit.render(result)
+            path, text = out / REPORT_NAMES[fmt], render_junit.render(result)
         else:
             from dsaudit.render import markdown as render_md
 
-            path, text = out / "report.md", render_md.render(result)
+            path, text = out / REPORT_NAMES[fmt], render_md.render(result)
         _write_atomically(path, text)
         written.append(path)
     return written
@@ -137,6 +140,12 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     if not remote and data_root.is_dir() and is_inside(out, data_root):
         raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
                          "writes into a dataset: pass --out somewhere else")
+    if not remote and data_root.is_dir():
+        # reports are written through symlinks (see _write_atomically): one into the dataset is refused too
+        linked = [out / REPORT_NAMES[f] for f in chosen if is_inside(out / REPORT_NAMES[f], data_root)]
+        if linked:
+            raise UsageError(f"the report {display_path(str(linked[0]))} is a link into the dataset; dsaudit "
+                             "never writes into a dataset: remove the link or pass --out somewhere else")
     show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
     factory, progress = _progress_factory(show_progress)
     try:
@@ -199,6 +208,17 @@ def _root_arg(root: Optional[str]):
     return root if is_remote(root) else Path(local_path(root))  # file:///data/x is the folder /data/x
 
 
+def _out_arg(value: Optional[str], option: str) -> Optional[Path]:
+    """An output path option as a Path. The option is typed str because typer turns "" into
+    Path("."): an unset shell variable (-o "$OUT") would write reports, a baseline or a cache into
+    the current folder without a word."""
+    if value is None:
+        return None
+    if value == "":
+        _fail(f"empty path given for {option} (use . for the current folder)")
+    return Path(value)
+
+
 def _guard(fn, *args, **kwargs) -> int:
     """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging."""
     try:
@@ -224,7 +244,7 @@ def scan(
                                          show_default=False),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV with path,label[,split,group]; "
                                             "paths relative to the CSV."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: reports/<root name>]."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Report folder [default: reports/<root name>]."),
     format: str = typer.Option("json,html", "--format", "-f", help="Comma-separated: json, html, junit, md."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="error | warning | info | never [default: error]."),
     config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
@@ -237,7 +257,7 @@ def scan(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address for --engine dask "
                                             "[default: $DASK_SCHEDULER_ADDRESS, else a local Dask cluster]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Decode everything; do not read or write the cache."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder [default: ~/.cache/dsaudit]."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Cache folder [default: ~/.cache/dsaudit]."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="Regex on the relative path naming "
                                               "a sample's group (patient, source); group 1 if present."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size to check."),
@@ -258,9 +278,11 @@ def scan(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every finding in the terminal."),
 ) -> None:
     """Scan a dataset, write reports, and exit 0 (passed), 1 (gate failed) or 2 (usage error)."""
+    root_arg, manifest_arg = _root_arg(root), _root_arg(manifest)
+    out_dir, cache_path = _out_arg(out, "--out"), _out_arg(cache_dir, "--cache-dir")
     overrides = {
         "fail_on": fail_on, "select": _split_list(select), "ignore": _split_list(ignore), "jobs": jobs,
-        "cache": False if no_cache else None, "cache_dir": str(cache_dir) if cache_dir else None,
+        "cache": False if no_cache else None, "cache_dir": str(cache_path) if cache_path else None,
         "engine": engine.strip().lower() if engine else None, "scheduler": scheduler,
         "seed": seed, "leakage.group_regex": group_regex, "batch.batch_size": batch_size,
         "batch.val_batch_size": val_batch_size, "batch.max_batch_size": max_batch_size,
@@ -271,7 +293,7 @@ def scan(
     }
     command = "dsaudit " + " ".join(shlex.quote(os.fsencode(a).decode("utf-8", "backslashreplace"))
                                     for a in sys.argv[1:])
-    code = _guard(run_scan, _root_arg(root), manifest=_root_arg(manifest), out=out, formats=format, overrides=overrides,
+    code = _guard(run_scan, root_arg, manifest=manifest_arg, out=out_dir, formats=format, overrides=overrides,
                   config_file=config, baseline=baseline, quiet=quiet, verbose=verbose, command=command)
     raise typer.Exit(code)
 
@@ -313,10 +335,13 @@ def _write_atomically(path: Path, text: str) -> None:
     write (a full disk, a kill) leaves the old file whole, never a truncated report or one that a
     later `scan --baseline` would reject, and a uniquely named temporary file means two scans
     writing to one folder never write into each other's. The new file keeps the old one's permissions (else the umask's)
-    and is removed when anything fails."""
+    and is removed when anything fails. A symlink is written through: the file it points to is
+    replaced (the temporary file beside it) and the link stays, as a plain write would leave it;
+    renaming over the link itself turned a shared, linked baseline into a private copy."""
     import secrets
     import stat
 
+    path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "x", encoding="utf-8") as fh:
@@ -336,7 +361,7 @@ def _write_atomically(path: Path, text: str) -> None:
 def baseline(
     root: Optional[str] = typer.Argument(None, help="Dataset folder (or a URL such as s3://bucket/prefix/).",
                                          show_default=False),
-    output: Path = typer.Option(..., "--output", "-o", help="Baseline file to write (JSON)."),
+    output: str = typer.Option(..., "--output", "-o", help="Baseline file to write (JSON)."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV manifest instead of folders."),
     config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="As for scan."),
@@ -344,6 +369,7 @@ def baseline(
 ) -> None:
     """Write the current findings as accepted ones: later scans with --baseline fail only on new ones."""
     root_arg, manifest_arg = _root_arg(root), _root_arg(manifest)
+    out_file: Path = _out_arg(output, "--output")  # type: ignore[assignment]  # required: never None
 
     def run() -> int:
         from dsaudit.config import ConfigError, load_config
@@ -359,9 +385,9 @@ def baseline(
         data_root = None if remote else (root_arg if root_arg is not None
                                          else manifest_arg.resolve().parent)  # type: ignore[union-attr]
         local_root = data_root if data_root is not None and data_root.is_dir() else None
-        if local_root is not None and is_inside(output, local_root):
+        if local_root is not None and is_inside(out_file, local_root):
             raise UsageError("the baseline file would be inside the dataset; write it elsewhere")
-        _check_baseline_output(output)
+        _check_baseline_output(out_file)
         try:
             cfg, _ = load_config(local_root, config,
                                  {"leakage.group_regex": group_regex, "jobs": jobs, "probe.mode": "off"})
@@ -370,12 +396,12 @@ def baseline(
             raise UsageError(str(exc)) from None
         doc = baseline_document(result.findings)
         try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(output, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
-            raise UsageError(f"cannot write the baseline to {display_path(str(output))}: "
+            raise UsageError(f"cannot write the baseline to {display_path(str(out_file))}: "
                              f"{exc.strerror or exc}") from None
-        typer.echo(f"Wrote {len(doc['accepted'])} accepted finding(s) to {printable(display_path(str(output)))}")
+        typer.echo(f"Wrote {len(doc['accepted'])} accepted finding(s) to {printable(display_path(str(out_file)))}")
         return 0
 
     raise typer.Exit(_guard(run))
@@ -385,13 +411,14 @@ def baseline(
 def demo(
     folder: Optional[str] = typer.Argument(None, help="Where to build the example dataset [default: a new "
                                            "temporary folder].", show_default=False),
-    out: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Report folder."),
+    out: str = typer.Option("reports/demo", "--out", "-o", help="Report folder."),
     probe: bool = typer.Option(False, "--probe/--no-probe", help="Also train the probe CNN (needs TensorFlow)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build the built-in example dataset (real digit images with planted flaws) and scan it."""
     if folder == "":  # Path("") is the current folder, as for ROOT
         _fail("empty path given for the demo folder (use . for the current folder)")
+    out_dir: Path = _out_arg(out, "--out")  # type: ignore[assignment]  # has a default: never None
 
     def run() -> int:
         import tempfile
@@ -410,13 +437,13 @@ def demo(
             raise UsageError(f"cannot build the demo dataset in {display_path(str(target))}: "
                              f"{exc.strerror or exc}") from None
         typer.echo(f"Built the demo dataset in {printable(display_path(str(target)))}")
-        code = run_scan(target, out=out, formats="json,html,junit,md", quiet=quiet,
+        code = run_scan(target, out=out_dir, formats="json,html,junit,md", quiet=quiet,
                         overrides={"batch.batch_size": 32, "batch.validation_split": 0.2,
                                    "probe.mode": "on" if probe else "off",
                                    "leakage.group_regex": DEMO_GROUP_REGEX},
                         command="dsaudit demo")
-        typer.echo(f"Report: {printable(display_path(str(out / 'report.html')))} (the demo plants flaws on purpose, "
-                   f"so the gate fails: exit code {code})")
+        typer.echo(f"Report: {printable(display_path(str(out_dir / 'report.html')))} (the demo plants flaws on "
+                   f"purpose, so the gate fails: exit code {code})")
         return 0
 
     raise typer.Exit(_guard(run))

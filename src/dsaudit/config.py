@@ -16,7 +16,9 @@ Unknown keys are a usage error (exit 2) so that a typo never silently disables a
 the same reason every numeric key has a range (``RANGES``: nan and inf never pass, a p-value is in
 (0, 1], a count is at least 1, ...), severity overrides must name a check, and choices (fail_on,
 engine, probe.mode) are matched case-insensitively. Numbers must be numbers: a quoted "32" for a
-numeric key is an error too (an integer for a float key is fine).
+numeric key is an error too (an integer for a float key is fine); booleans must be true or false,
+not "true", "off" or 1. val_batch_size, max_batch_size, steps_per_epoch and validation_steps need
+batch_size, without which they would change nothing.
 """
 
 from __future__ import annotations
@@ -160,15 +162,15 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
         # "1e-3" would be converted and "32px" not (typer hands CLI options over as numbers already)
         kind = "an integer" if "float" not in annotation else "a number"
         raise ConfigError(f"{name} must be {kind}, not the string {value!r} (write it without quotes)")
+    if "bool" in annotation:
+        # likewise exact = "false" or cache = 0: refused rather than guessed at ("off", "n", 2?), as
+        # a wrong guess turns a check on or off unseen; TOML has true and false, typer hands over bools
+        if not isinstance(value, bool):
+            shown = f"the string {value!r} (write true or false without quotes)" if isinstance(value, str) \
+                else repr(value)
+            raise ConfigError(f"{name} must be true or false, not {shown}")
+        return value
     try:
-        if "bool" in annotation:
-            if isinstance(value, str):
-                if value.lower() in ("true", "1", "yes", "on"):
-                    return True
-                if value.lower() in ("false", "0", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(value)
         if "int" in annotation and "float" not in annotation:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
@@ -337,7 +339,8 @@ def _replace(cfg: AuditConfig, key: str, value: Any) -> AuditConfig:
 
 
 def _check_ranges(cfg: AuditConfig) -> None:
-    """Every numeric setting is finite and inside its Range; pairs that bound each other are ordered."""
+    """Every numeric setting is finite and inside its Range; pairs that bound each other are ordered;
+    batch sizes that only refine batch_size come with it."""
     for key, value, integer in numeric_settings(cfg):
         if value is None:  # an optional setting left unset (batch sizes)
             continue
@@ -353,6 +356,13 @@ def _check_ranges(cfg: AuditConfig) -> None:
         raise ConfigError(f"balance.val_share_max ({b.val_share_max!r}) must be at least "
                           f"balance.val_share_min ({b.val_share_min!r})")
     batch = cfg.batch
+    if batch.batch_size is None:
+        for key in ("batch.val_batch_size", "batch.max_batch_size", "batch.steps_per_epoch",
+                    "batch.validation_steps"):
+            # the batch checks (DSA301/302) run only with a batch size: alone these would be ignored
+            if _get(cfg, key) is not None:
+                raise ConfigError(f"{_label(key)} needs {_label('batch.batch_size')}: without a batch size "
+                                  "no batch check runs, so it would be ignored")
     for key in ("batch.batch_size", "batch.val_batch_size"):
         # max_batch_size bounds the sizes DSA301 recommends for every set, train and eval alike; a
         # requested size above it contradicts it (and made the "largest size <= max" advice odd)
