@@ -75,6 +75,34 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     assert (v1.similarity[2 * n:] < 0.9).mean() > 0.9   # neighbours in the list mostly do not
 
 
+def test_a_query_shared_by_many_pairs_gives_each_pair_its_own_answer():
+    """verify_pairs computes the query side once per distinct (image, orientation) of a batch and
+    sorts the pairs by query: every pair must still get what it gets when verified alone, in any
+    order, whatever the orientations of the other pairs of its query."""
+    th = _thumbs(12, seed=7)
+    n = len(th)
+    copies = np.stack([np.roll(th[i], (i % 3) - 1, axis=1) for i in range(n)])
+    allt = np.concatenate([th, hashing.apply_dihedral(copies, 1), copies]).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    a, b, v = [], [], []
+    for q in range(n):   # each query: its source in two orientations (one right) and unrelated references
+        for ref, query, var in ((q, n + q, 1), (q, n + q, 0), (q, 2 * n + q, 0), ((q + 1) % n, 2 * n + q, 0),
+                                ((q + 5) % n, n + q, 1)):
+            a.append(ref)
+            b.append(query)
+            v.append(var)
+    a, b, v = (np.array(x) for x in (a, b, v))
+    order = rng.permutation(len(a))
+    a, b, v = a[order], b[order], v[order]
+    together = verify.verify_pairs(allt, a, b, v, threshold=0.9, search_threshold=0.94, batch=16)
+    for i in range(len(a)):
+        alone = verify.verify_pairs(allt, a[i:i + 1], b[i:i + 1], v[i:i + 1], threshold=0.9, search_threshold=0.94)
+        for field in ("similarity", "shift", "zoom", "angle", "stage", "rms", "contrast", "isotropy"):
+            assert np.allclose(getattr(together, field)[i], getattr(alone, field)[0], atol=1e-5), (i, field)
+    right = (a == b % n) & (v == np.where(b < 2 * n, 1, 0))
+    assert (together.similarity[right] > 0.9).all() and (together.similarity[~right] < 0.9).mean() > 0.8
+
+
 def test_skipping_undecidable_searches_changes_no_match(monkeypatch):
     """verify_pairs skips the shift/search stages for pairs that the aperture rule or the
     smooth-image rule could never confirm from them; near_matches must report the same pairs as
