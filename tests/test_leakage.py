@@ -351,3 +351,28 @@ def test_affine_fit_restarts_from_nearby_zooms_find_what_one_fit_misses(monkeypa
     assert (with_restarts.similarity >= 0.94).sum() > (one_fit.similarity >= 0.94).sum()
     others = verify.verify_pairs(th, a, np.roll(a, 7) + n, np.zeros(n, int), **kw)
     assert (others.similarity < 0.9).all(), others.similarity.max()
+
+
+def test_pairs_are_grouped_in_one_pass_as_a_filter_per_group_would():
+    """_rows_per_group (used by DSA201-203 for every leaked group) gives each group exactly the
+    pairs with both ends inside it, in their order: the same as filtering all pairs per group."""
+    import pandas as pd
+
+    from dsaudit.checks.leakage import _components, _rows_per_group
+
+    rng = np.random.default_rng(3)
+    n = 400
+    a = rng.integers(0, n, 150)   # sparse: many small groups
+    b = rng.integers(0, n, 150)
+    pairs = pd.DataFrame({"a": a, "b": b})
+    groups = _components(pairs, n)
+    assert len(groups) > 5
+    got = _rows_per_group(a, b, groups, n)
+    for group, rows in zip(groups, got):
+        members = set(group)
+        want = [i for i in range(len(a)) if a[i] in members and b[i] in members]
+        assert rows.tolist() == want
+    # groups of only some rows (the exact-duplicate components): pairs outside them belong to none
+    some = groups[::2]
+    for group, rows in zip(some, _rows_per_group(a, b, some, n)):
+        assert set(a[rows]) | set(b[rows]) <= set(group) and len(rows)
