@@ -274,7 +274,7 @@ def _best_over_versions(qb: np.ndarray, rbt: np.ndarray, nv: int) -> np.ndarray:
 
 
 def knn_join(q: np.ndarray, r: np.ndarray, k: int, min_sim: float = -1.0,
-             query_block: int = 256, ref_block: int = 2048, sample_step: int = 16):
+             query_block: int | None = None, ref_block: int = 2048, sample_step: int = 16):
     """For each row of q (unit vectors), the k rows of r with the highest dot product >= min_sim.
 
     q may be (V, nq, d): V versions of each query (e.g. shifted); a reference then scores the best
@@ -295,10 +295,15 @@ def knn_join(q: np.ndarray, r: np.ndarray, k: int, min_sim: float = -1.0,
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     nr = len(r)
     k = min(k, nr)
+    nv = len(q)
+    if query_block is None:
+        # about 1,200 stacked query rows a block: with the 9 shifted versions of a query, blocks of
+        # 256 queries made score blocks too big for the caches (the k-NN across splits of
+        # benchmarks/scan_speed.py: 8% slower than with 128); one version runs as fast at 256-1,024
+        query_block = max(32, min(256, 1152 // nv))
     rt = r.T.copy()
     step = sample_step if nr >= 16 * sample_step * k else 1
     sub_t = rt[:, ::step].copy()
-    nv = len(q)
     margin = 1e-4  # rounding differences between blocked products and the recomputed score
 
     def block(s: int):
