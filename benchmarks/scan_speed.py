@@ -89,6 +89,42 @@ def floor(paths: list[str], jobs: int) -> float:
     return time.perf_counter() - t
 
 
+def knn_arithmetic(split_sizes: dict[str, int], cfg) -> float:
+    """Floating-point operations of the scan's k-NN searches (multiply-adds x 2): val/test images
+    in all their versions (shifts, one-axis squeezes) against every train image, and each split
+    against itself as `within_search_plan` decides. A lower bound: no view searches, no blocks
+    scored twice."""
+    from dsaudit.checks.leakage import KNN_SHIFTS, KNN_SQUEEZES, within_search_plan
+    from dsaudit.index.hashing import descriptors
+
+    dim = descriptors(np.zeros((1, 32, 32), np.uint8)).shape[1]
+    versions = len(KNN_SHIFTS) + len(KNN_SQUEEZES) if cfg.knn_shifts else 1
+    train = split_sizes.get("train", 0)
+    queries = sum(n for s, n in split_sizes.items() if s != "train")
+    flops = 2.0 * dim * versions * queries * train
+    for n in split_sizes.values():
+        plan = within_search_plan(n, cfg)
+        flops += 2.0 * dim * n * n * {"shifts": versions, "no-shifts": 1}.get(plan, 0)
+    return flops
+
+
+def matmul_rate(jobs: int, seconds: float = 1.0) -> float:
+    """float32 matrix products per second on `jobs` BLAS threads, in the shapes the k-NN uses
+    (1,152 stacked query rows x 64 against 2,048 references)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(1152, 64)).astype(np.float32)
+    b = rng.normal(size=(64, 2048)).astype(np.float32)
+    with threadpool_limits(limits=jobs, user_api="blas"):
+        a @ b
+        t, k = time.perf_counter(), 0
+        while time.perf_counter() - t < seconds:
+            a @ b
+            k += 1
+        return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * k / (time.perf_counter() - t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60000)
@@ -134,6 +170,12 @@ def main() -> None:
     timings = res.meta.get("timings", {})
     print("index timings:", {k: v for k, v in timings.items() if k != "checks"})
     print("check timings:", timings.get("checks"))
+    # what the k-NN alone must cost: its arithmetic at this machine's matrix-product rate
+    sizes = {"train": len([p for p in paths if "/train/" in p]), "test": len([p for p in paths if "/test/" in p])}
+    flops, rate = knn_arithmetic(sizes, cfg.leakage), matmul_rate(args.jobs)
+    print(f"k-NN arithmetic: {flops / 1e12:.2f} TFLOP; float32 matrix products on {args.jobs} threads: "
+          f"{rate / 1e9:.0f} GFLOP/s -> at least {flops / rate:.1f} s ({flops / rate / t_floor:.1f}x the floor) "
+          "for the k-NN alone")
     leak = res.sections.get("leakage", {})
     print("leakage:", {k: leak.get(k) for k in ("pairs", "cross_split_pairs", "groups", "pairs_per_kind")})
     print("leakage timings:", leak.get("timings"))
