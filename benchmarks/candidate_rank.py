@@ -54,16 +54,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sets", default="photo32,ct")
     args = ap.parse_args()
-    builders = {"photo32": R.build_photo, "ct": R.build_ct, "digits": R.build_digits}
     designs = (("raw, 5 axis shifts", AXIS_SHIFTS, False), ("raw, 3x3 grid", KNN_SHIFTS, False),
                ("whitened, 3x3 grid", KNN_SHIFTS, True))
-    for name in args.sets.split(","):
-        data = builders[name](args.per, np.random.default_rng(args.seed))
-        if data is None:
-            print(f"\n{name}: skipped (data not available)")
-            continue
-        train, clean, planted = data
-        th = R.thumbs_of(train + clean + [q for _, _, q in planted])
+    for name, (train, clean, planted) in R.benchmark_sets(args.sets, args.per, args.seed):
+        th = R.thumbs_of(train + clean + [q for _, _, q in planted])[0]   # (thumbnails, views, has a view)
         refs = np.arange(len(train))
         p0 = len(train) + len(clean)
         print(f"\n{name}: {len(train)} train images")

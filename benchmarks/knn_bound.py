@@ -69,13 +69,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sets", default="photo32,ct,digits")
     args = ap.parse_args()
-    builders = {"photo32": R.build_photo, "ct": R.build_ct, "digits": R.build_digits}
-    for name in args.sets.split(","):
-        data = builders[name](args.per, np.random.default_rng(args.seed))
-        if data is None:
-            print(f"\n{name}: skipped (data not available)")
-            continue
-        train, clean, planted = data
+    for name, (train, clean, planted) in R.benchmark_sets(args.sets, args.per, args.seed):
         th = R.thumbs_of(train + clean + [q for _, _, q in planted])[0]
         desc = hashing.descriptors(th)
         refs = np.arange(len(train))

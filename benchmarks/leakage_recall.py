@@ -134,6 +134,20 @@ def evaluate(name, data, cfg: LeakageConfig, sweep: bool, search_thr: float = 0.
     return rows
 
 
+def benchmark_sets(names: str, per: int, seed: int):
+    """(name, (train, clean, planted)) for each of the comma-separated sets (photo32, ct, digits),
+    built with `per` copies per transform from a generator seeded with `seed`; a set whose images
+    are not on this machine is skipped with a line saying so. Shared by the benchmarks that use
+    this data (candidate_rank.py, knn_bound.py)."""
+    builders = {"photo32": build_photo, "ct": build_ct, "digits": build_digits}
+    for name in names.split(","):
+        data = builders[name](per, np.random.default_rng(seed))
+        if data is None:
+            print(f"\n{name}: skipped (data not available)")
+            continue
+        yield name, data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per", type=int, default=100)
@@ -150,12 +164,7 @@ def main() -> None:
     cfg = LeakageConfig()
     print(f"LeakageConfig: near_threshold={cfg.near_threshold} verify_threshold={cfg.verify_threshold} "
           f"search_threshold={cfg.search_threshold} knn={cfg.knn} knn_shifts={cfg.knn_shifts}")
-    builders = {"photo32": build_photo, "ct": build_ct, "digits": build_digits}
-    for name in args.sets.split(","):
-        data = builders[name](args.per, np.random.default_rng(args.seed))
-        if data is None:
-            print(f"\n{name}: skipped (data not available)")
-            continue
+    for name, data in benchmark_sets(args.sets, args.per, args.seed):
         evaluate(name, data, cfg, args.sweep, args.search_thr)
 
 
