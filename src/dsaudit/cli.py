@@ -22,7 +22,10 @@ from dsaudit.render.terminal import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
-FORMATS = ("json", "html", "junit", "md")
+# format -> (file name, renderer module in dsaudit.render, imported only when that format is asked for)
+REPORTS = {"json": ("report.json", "json"), "html": ("report.html", "html"),
+           "junit": ("report.junit.xml", "junit"), "md": ("report.md", "markdown")}
+FORMATS = tuple(REPORTS)
 
 
 class UsageError(Exception):
@@ -73,31 +76,16 @@ def _progress_factory(enabled: bool):
     return factory, progress
 
 
-REPORT_NAMES = {"json": "report.json", "html": "report.html", "junit": "report.junit.xml", "md": "report.md"}
-
-
 def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
+    import importlib
+
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
-        if fmt == "json":
-            from dsaudit.render import json as render_json
-
-            path, text = out / REPORT_NAMES[fmt], render_json.render(result)
-        elif fmt == "html":
-            from dsaudit.render import html as render_html
-
-            path, text = out / REPORT_NAMES[fmt], render_html.render(result)
-        elif fmt == "junit":
-            from dsaudit.render import junit as render_junit
-
-            path, text = out / REPORT_NAMES[fmt], render_junit.render(result)
-        else:
-            from dsaudit.render import markdown as render_md
-
-            path, text = out / REPORT_NAMES[fmt], render_md.render(result)
-        _write_atomically(path, text)
-        written.append(path)
+        name, module = REPORTS[fmt]
+        renderer = importlib.import_module(f"dsaudit.render.{module}")
+        _write_atomically(out / name, renderer.render(result))
+        written.append(out / name)
     return written
 
 
@@ -137,12 +125,12 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         raise UsageError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "
                          "(see `dsaudit checks`)")
     out = out if out is not None else Path("reports") / (Path(os.path.realpath(data_root)).name or "dataset")
-    if not remote and data_root.is_dir() and is_inside(out, data_root):
-        raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
-                         "writes into a dataset: pass --out somewhere else")
     if not remote and data_root.is_dir():
+        if is_inside(out, data_root):
+            raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
+                             "writes into a dataset: pass --out somewhere else")
         # reports are written through symlinks (see _write_atomically): one into the dataset is refused too
-        linked = [out / REPORT_NAMES[f] for f in chosen if is_inside(out / REPORT_NAMES[f], data_root)]
+        linked = [out / REPORTS[f][0] for f in chosen if is_inside(out / REPORTS[f][0], data_root)]
         if linked:
             raise UsageError(f"the report {display_path(str(linked[0]))} is a link into the dataset; dsaudit "
                              "never writes into a dataset: remove the link or pass --out somewhere else")
@@ -416,8 +404,7 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build the built-in example dataset (real digit images with planted flaws) and scan it."""
-    if folder == "":  # Path("") is the current folder, as for ROOT
-        _fail("empty path given for the demo folder (use . for the current folder)")
+    target_arg = _out_arg(folder, "the demo folder")
     out_dir: Path = _out_arg(out, "--out")  # type: ignore[assignment]  # has a default: never None
 
     def run() -> int:
@@ -426,7 +413,7 @@ def demo(
         from dsaudit.demo import DEMO_GROUP_REGEX, build_demo_dataset
         from dsaudit.index.layout import display_path
 
-        target = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
+        target = target_arg if target_arg is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
         if target.exists() and not target.is_dir():
             raise UsageError(f"{display_path(str(target))} is not a folder; give a new or empty folder")
         if target.exists() and any(target.iterdir()):

@@ -375,17 +375,25 @@ def apply_dihedral(img: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def descriptors(thumbs: np.ndarray) -> np.ndarray:
-    """(N, 32, 32) -> (N, 64) float32 unit vectors: 4x4 block means, zero mean per image.
+def block_means(images: np.ndarray, f: int) -> np.ndarray:
+    """(N, H, W) -> (N, H/f, W/f) float32 means of f x f blocks, as sums of strided views: a mean
+    over two axes of a reshaped array was 4x slower (the k-NN takes descriptors of every shifted
+    version of every query, verification halves every detail image). For integer images the sums
+    are exact, so the result is the same to the bit."""
+    x = images.astype(np.float32, copy=False)
+    rows = x[:, 0::f]
+    for i in range(1, f):
+        rows = rows + x[:, i::f]
+    out = rows[:, :, 0::f]
+    for i in range(1, f):
+        out = out + rows[:, :, i::f]
+    return out * np.float32(1 / (f * f))
 
-    The block sums add strided views (a mean over two axes of a reshaped array was 4x slower, and
-    the k-NN computes these for every shifted version of every query); for integer thumbnails the
-    sums are exact, so the result is the same to the bit."""
+
+def descriptors(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 32, 32) -> (N, 64) float32 unit vectors: 4x4 block means, zero mean per image."""
     n = len(thumbs)
-    t = thumbs.astype(np.float32)
-    rows = t[:, 0::4] + t[:, 1::4] + t[:, 2::4] + t[:, 3::4]
-    small = ((rows[:, :, 0::4] + rows[:, :, 1::4] + rows[:, :, 2::4] + rows[:, :, 3::4])
-             * np.float32(1 / 16)).reshape(n, 64)
+    small = block_means(thumbs, 4).reshape(n, 64)
     small -= small.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(small, axis=1, keepdims=True)
     return small / np.maximum(norm, 1e-6)

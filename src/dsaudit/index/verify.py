@@ -32,7 +32,7 @@ import numpy as np
 from scipy import fft as _fft
 from scipy import sparse
 
-from dsaudit.index.hashing import THUMB, apply_dihedral
+from dsaudit.index.hashing import THUMB, apply_dihedral, block_means
 from dsaudit.index.neighbors import blas_threads, parallel_map, workers
 
 MAX_SHIFT = 5           # pixels of the 32-pixel thumbnail (about 15%)
@@ -251,10 +251,8 @@ def _full_combos(zooms, angles):
 
 
 def _half_res(d: np.ndarray) -> np.ndarray:
-    """(P, 32, 32) -> (P, 16, 16) by 2x2 means (sums of strided views: a mean over the axes of a
-    reshaped array took a sixth of the verification time)."""
-    rows = d[:, 0::2] + d[:, 1::2]
-    return (rows[:, :, 0::2] + rows[:, :, 1::2]) * 0.25
+    """(P, 32, 32) -> (P, 16, 16) by 2x2 means."""
+    return block_means(d, 2)
 
 
 def _shared_terms(x_unique: np.ndarray, which: np.ndarray, geo: _Geometry = _FULL) -> tuple[np.ndarray, ...]:
