@@ -377,7 +377,7 @@ def apply_dihedral(img: np.ndarray, k: int) -> np.ndarray:
 
 def block_means(images: np.ndarray, f: int) -> np.ndarray:
     """(N, H, W) -> (N, H/f, W/f) float32 means of f x f blocks, as sums of strided views: a mean
-    over two axes of a reshaped array was 4x slower (the k-NN takes descriptors of every shifted
+    over two axes of a reshaped array was several times slower (the k-NN takes descriptors of every shifted
     version of every query, verification halves every detail image). For integer images the sums
     are exact, so the result is the same to the bit."""
     x = images.astype(np.float32, copy=False)

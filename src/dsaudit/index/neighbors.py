@@ -299,7 +299,7 @@ def knn_join(q: np.ndarray, r: np.ndarray, k: int, min_sim: float = -1.0,
     if query_block is None:
         # about 1,200 stacked query rows a block: with the 9 shifted versions of a query, blocks of
         # 256 queries made score blocks too big for the caches (the k-NN across splits of
-        # benchmarks/scan_speed.py: 8% slower than with 128); one version runs as fast at 256-1,024
+        # benchmarks/scan_speed.py: slower than with 128); one version runs as fast at 256-1,024
         query_block = max(32, min(256, 1152 // nv))
     rt = r.T.copy()
     step = sample_step if nr >= 16 * sample_step * k else 1

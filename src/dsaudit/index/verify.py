@@ -213,7 +213,7 @@ def overlap_ncc(a: np.ndarray, b: np.ndarray | None, geo: _Geometry = _FULL,
     Returns (best NCC (P,), best shift (P, 2) as dy, dx: b moved by (dy, dx) matches a).
 
     Full-size pairs are correlated NCC_CHUNK at a time: the FFT arrays of a whole batch (7 KB a
-    pair each) overflow the CPU caches and made a pair 1.6x slower."""
+    pair each) overflow the CPU caches (verify in the leakage timings of benchmarks/scan_speed.py)."""
     if geo is _FULL and len(a) > NCC_CHUNK:
         parts = [overlap_ncc(a[s:s + NCC_CHUNK], None if b is None else b[s:s + NCC_CHUNK], geo,
                              None if b_terms is None else tuple(x[s:s + NCC_CHUNK] for x in b_terms))
@@ -599,8 +599,9 @@ def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
     out of the thumbnail, hashing.fill_bands).
 
     Pairs are fitted AFFINE_CHUNK at a time: each iteration makes a dozen (pairs x 1024) temporaries,
-    which for a whole batch of 2,000 pairs no longer fit in the CPU caches (1.7x slower per pair;
-    the fit of one pair does not depend on the others)."""
+    which for a whole batch of 2,000 pairs no longer fit in the CPU caches (the fit of one pair does
+    not depend on the others; the cost shows in the verification times of
+    benchmarks/leakage_recall.py, which spends most of it in fits on CT lookalikes)."""
     if len(da) > AFFINE_CHUNK:
         parts = [align_affine(da[s:s + AFFINE_CHUNK], db[s:s + AFFINE_CHUNK], m[s:s + AFFINE_CHUNK],
                               t[s:s + AFFINE_CHUNK], iters, overlap_only) for s in range(0, len(da), AFFINE_CHUNK)]
