@@ -50,9 +50,7 @@ def ranks(th, refs, queries, sources, shifts, white: bool) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--per", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sets", default="photo32,ct")
+    R.add_set_arguments(ap, "photo32,ct")
     args = ap.parse_args()
     designs = (("raw, 5 axis shifts", AXIS_SHIFTS, False), ("raw, 3x3 grid", KNN_SHIFTS, False),
                ("whitened, 3x3 grid", KNN_SHIFTS, True))

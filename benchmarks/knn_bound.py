@@ -65,9 +65,7 @@ def in_top(scores: np.ndarray, sources: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--per", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sets", default="photo32,ct,digits")
+    R.add_set_arguments(ap)
     args = ap.parse_args()
     for name, (train, clean, planted) in R.benchmark_sets(args.sets, args.per, args.seed):
         th = R.thumbs_of(train + clean + [q for _, _, q in planted])[0]

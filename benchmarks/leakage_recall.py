@@ -134,6 +134,13 @@ def evaluate(name, data, cfg: LeakageConfig, sweep: bool, search_thr: float = 0.
     return rows
 
 
+def add_set_arguments(ap: argparse.ArgumentParser, sets: str = "photo32,ct,digits") -> None:
+    """--per, --seed and --sets, as every benchmark on these sets takes them (benchmark_sets)."""
+    ap.add_argument("--per", type=int, default=100, help="copies per transform")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sets", default=sets, help="comma-separated: photo32, ct, digits")
+
+
 def benchmark_sets(names: str, per: int, seed: int):
     """(name, (train, clean, planted)) for each of the comma-separated sets (photo32, ct, digits),
     built with `per` copies per transform from a generator seeded with `seed`; a set whose images
@@ -150,11 +157,9 @@ def benchmark_sets(names: str, per: int, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--per", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    add_set_arguments(ap)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--search-thr", type=float, default=0.0)
-    ap.add_argument("--sets", default="photo32,ct,digits")
     ap.add_argument("--extra", action="store_true",
                     help="the further edits of leak_data.EXTRA_TRANSFORMS (one-axis crop, blur, noise, grey, gamma, "
                          "colour, equalise, pad, stretch, annotate, republish) instead of the issue's list")
