@@ -29,8 +29,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 import leakage_recall as R  # noqa: E402
-from dsaudit.checks.leakage import KNN_SHIFTS, Whitening  # noqa: E402
-from dsaudit.index import hashing, verify  # noqa: E402
+from dsaudit.similarity.matching import KNN_SHIFTS, Whitening  # noqa: E402
+from dsaudit.index import hashing  # noqa: E402
+from dsaudit.similarity import verify  # noqa: E402
 
 AXIS_SHIFTS = ((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3))
 TRANSFORMS = ("crop10", "shift10", "rotate")

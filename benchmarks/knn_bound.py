@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 import leakage_recall as R  # noqa: E402
-from dsaudit.checks.leakage import KNN_SHIFTS, KNN_SQUEEZES, Whitening  # noqa: E402
+from dsaudit.similarity.matching import KNN_SHIFTS, KNN_SQUEEZES, Whitening  # noqa: E402
 from dsaudit.index import hashing  # noqa: E402
 
 TRANSFORMS = ("crop10", "shift10", "rotate")

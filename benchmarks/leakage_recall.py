@@ -11,7 +11,7 @@ For each set, half of the images are "train"; for `--per` of them a transformed 
 crop up to 10%, shift up to 10%, small rotation 2-10 degrees); the other half of the images go to
 "val" untouched as clean, unrelated images (for CT: other papers than the train side, so no
 slices of one patient are on both sides). Matching runs exactly as in a scan (hashing.finalize,
-then checks.leakage.near_matches with the default LeakageConfig). Recall = share of planted copies
+then similarity.matching.near_matches with the default LeakageConfig). Recall = share of planted copies
 matched to their source; false flags = share of clean val images matched to any train image.
 --sweep runs the full alignment search on every candidate and prints recall/false flags for
 other verify thresholds (the row -2.00 is the candidate stage alone: its recall is the ceiling).
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 import leak_data as L  # noqa: E402
-from dsaudit.checks.leakage import matches_with_views  # noqa: E402
+from dsaudit.similarity.matching import matches_with_views  # noqa: E402
 from dsaudit.config import LeakageConfig  # noqa: E402
 from dsaudit.index import hashing  # noqa: E402
 

@@ -13,7 +13,7 @@ decode, SHA-256, features, assembly; no cache, no checks) with engine=local (a p
 --workers processes) and engine=dask (a LocalCluster of --workers single-threaded worker
 processes, started before timing; its start-up is reported separately), and prints images per
 second per core for each. `search` times the leakage check's own near-duplicate search
-(checks.leakage.near_matches, default LeakageConfig: pHash self-join over 8 dihedral variants, k-NN of
+(similarity.matching.near_matches, default LeakageConfig: pHash self-join over 8 dihedral variants, k-NN of
 val against train with shifted descriptors, verification) at several sizes and fits growth
 exponents. `s3` and `proxy` measure reading from an S3 API (moto), with added request latency.
 Output is JSON lines.
@@ -118,12 +118,12 @@ def index(root: Path, workers: int, limit: int | None, engines: list[str]) -> No
 
 
 def search(sizes: list[int], seed: int = 0) -> None:
-    """The leakage check's own near-duplicate search (checks.leakage.near_matches with the default
+    """The leakage check's own near-duplicate search (similarity.matching.near_matches with the default
     LeakageConfig: dihedral pHash self-join, k-NN of val against train with shifts, verification) on
     distinct synthetic 32x32 thumbnails (no planted duplicates); train 80%, val 20%."""
     from scipy.ndimage import gaussian_filter
 
-    from dsaudit.checks.leakage import near_matches
+    from dsaudit.similarity.matching import near_matches
     from dsaudit.config import LeakageConfig
     from dsaudit.index import hashing
 

@@ -94,7 +94,7 @@ def knn_arithmetic(split_sizes: dict[str, int], cfg) -> float:
     in all their versions (shifts, one-axis squeezes) against every train image, and each split
     against itself as `within_search_plan` decides. A lower bound: no view searches, no blocks
     scored twice."""
-    from dsaudit.checks.leakage import KNN_SHIFTS, KNN_SQUEEZES, within_search_plan
+    from dsaudit.similarity.matching import KNN_SHIFTS, KNN_SQUEEZES, within_search_plan
     from dsaudit.index.hashing import descriptors
 
     dim = descriptors(np.zeros((1, 32, 32), np.uint8)).shape[1]
@@ -140,7 +140,7 @@ def main() -> None:
 
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.pipeline import scan
-    import dsaudit.checks.leakage as leakage
+    import dsaudit.similarity.matching as leakage
 
     captured: dict = {}
     if args.dump:  # keep the full pair list (findings carry at most 50 pairs each)

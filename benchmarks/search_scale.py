@@ -3,7 +3,7 @@
     python benchmarks/search_scale.py [--n 1000000] [--val-share 0.2] [--radius R] [--variants 1|8]
 
 Builds n random 64-bit hashes (a train side and a val side), plants `--planted` val hashes that are
-copies of train hashes with 0..radius random bit flips, runs dsaudit.index.neighbors.hamming_join
+copies of train hashes with 0..radius random bit flips, runs dsaudit.similarity.neighbors.hamming_join
 (multi-index hashing, method chosen by the cost model), checks that every planted pair is found and
 that the result equals a brute-force join on a sample, and reports wall time and peak memory (RSS).
 With --variants 8 every val hash is queried in 8 versions (as the dihedral search does).
@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dsaudit.config import LeakageConfig  # noqa: E402
-from dsaudit.index.neighbors import hamming_join, plan  # noqa: E402
+from dsaudit.similarity.neighbors import hamming_join, plan  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -76,7 +76,7 @@ def test_rescan_reuses_memoised_results_and_recomputes_when_data_changes(tmp_pat
 
 
 def test_rescan_does_not_search_for_near_duplicates_again(tmp_path, monkeypatch):
-    from dsaudit.checks import leakage
+    from dsaudit.similarity import matching as leakage
 
     files = make_split_dataset(tmp_path / "d", {"train": {"a": 4}, "val": {"a": 2}}, size=32)
     write_image(tmp_path / "d" / "val" / "a" / "copy.jpg", np.asarray(Image.open(files["train"]["a"][0])))

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from imagery import real_patches
-from dsaudit.index import hashing, neighbors, verify
+from dsaudit.index import hashing
+from dsaudit.similarity import neighbors, verify
 
 
 def _thumbs(n: int, seed: int = 0) -> np.ndarray:
@@ -128,7 +129,7 @@ def test_affine_fit_recovers_a_known_map_and_plausible_rejects_wild_ones():
 
 
 def test_whitening_is_fitted_on_references_and_returns_unit_vectors():
-    from dsaudit.checks.leakage import Whitening
+    from dsaudit.similarity.matching import Whitening
 
     desc = hashing.descriptors(_thumbs(12, seed=1))
     few = Whitening.fit(desc)              # fewer images than dimensions: descriptors left as they are
@@ -148,7 +149,7 @@ def test_whitening_is_fitted_on_references_and_returns_unit_vectors():
 def test_cropped_and_rotated_ct_copies_are_found_among_lookalike_slices(covid_ct):
     """Real CT slices look alike at 32 px; crops of unequal width/height fractions and small
     rotations must still be found (k-NN on whitened descriptors, then the affine fit)."""
-    from dsaudit.checks.leakage import near_matches
+    from dsaudit.similarity.matching import near_matches
     from dsaudit.config import LeakageConfig
 
     files = sorted(p for p in covid_ct.rglob("*") if p.suffix.lower() in (".png", ".jpg"))[::2][:300]
@@ -194,7 +195,7 @@ def test_shifted_matches_of_single_edge_images_are_not_taken():
     """Two different soft edges (a petal rim against dark leaves) line up under the shift search;
     without detail in a second direction that proves nothing, so near_matches must not report
     them, while a shifted copy of a textured image is still found."""
-    from dsaudit.checks.leakage import near_matches
+    from dsaudit.similarity.matching import near_matches
     from dsaudit.config import LeakageConfig
 
     yy, xx = np.mgrid[0:40, 0:40].astype(np.float32)
@@ -358,7 +359,7 @@ def test_pairs_are_grouped_in_one_pass_as_a_filter_per_group_would():
     pairs with both ends inside it, in their order: the same as filtering all pairs per group."""
     import pandas as pd
 
-    from dsaudit.checks.leakage import _components, _rows_per_group
+    from dsaudit.similarity.matching import _components, _rows_per_group
 
     rng = np.random.default_rng(3)
     n = 400

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from imagery import real_patches
-from dsaudit.index import hashing, neighbors, verify
+from dsaudit.index import hashing
+from dsaudit.similarity import neighbors, verify
 
 
 def _thumbs(n: int, seed: int = 0) -> np.ndarray:
@@ -110,7 +111,7 @@ def test_skipping_undecidable_searches_changes_no_match(monkeypatch):
     images, and smooth upscaled digits with shifted copies."""
     from sklearn.datasets import load_digits
 
-    from dsaudit.checks import leakage
+    from dsaudit.similarity import matching as leakage
     from dsaudit.config import LeakageConfig
 
     tex = _thumbs(40, seed=5)

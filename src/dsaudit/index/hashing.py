@@ -16,7 +16,7 @@ What is stored per image (extract):
 * ``thumb``: 32x32 grey thumbnail (area-averaged, aspect ignored; rows and columns that an
   edge-filled shift added are left out, see ``fill_bands``), uint8. Everything near-duplicate
   is derived from it: the hashes below, the descriptor used for the nearest-neighbour candidates and
-  the second-stage verification (``dsaudit.index.verify``).
+  the second-stage verification (``dsaudit.similarity.verify``).
 * ``pixel_hash``: 64-bit digest of the decoded pixels (mode-normalised: palette and 1-bit images are
   expanded first), so a PNG and a BMP of the same pixels collide while their bytes differ.
 
@@ -428,7 +428,7 @@ def squeezed_descriptors(thumbs: np.ndarray, axis: int, k: float) -> np.ndarray:
 def smoothness(thumbs: np.ndarray) -> np.ndarray:
     """(N,) lag-1 autocorrelation of the band-pass detail image: near 0.9 or above for images
     upscaled from a tiny original (few independent pixels, so chance matches are likelier)."""
-    from dsaudit.index.verify import detail
+    from dsaudit.similarity.verify import detail
 
     d = detail(thumbs)
     d -= d.mean(axis=(1, 2), keepdims=True)
@@ -441,7 +441,7 @@ def finalize(features: dict[str, np.ndarray], chunk: int = 4096) -> dict[str, np
     if thumbs is None or len(thumbs) == 0:
         return {"phash": np.zeros((0, len(DIHEDRAL)), np.uint64), "desc": np.zeros((0, 64), np.float32),
                 "smooth": np.zeros(0, np.float32)}
-    from dsaudit.index.neighbors import blas_threads, parallel_map, workers
+    from dsaudit.similarity.neighbors import blas_threads, parallel_map, workers
 
     ph = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
     desc = np.empty((len(thumbs), 64), dtype=np.float32)

@@ -34,8 +34,8 @@ from dsaudit.findings import Finding, Severity
 from dsaudit.index.hashing import (DIHEDRAL_NAMES, FEATURES_VERSION, finalize, shifted_descriptors,
                                     squeezed_descriptors)
 from dsaudit.index.memo import stable_key
-from dsaudit.index.neighbors import dihedral_join, knn_join, thread_limit
-from dsaudit.index.verify import verify_pairs
+from dsaudit.similarity.neighbors import dihedral_join, knn_join, thread_limit
+from dsaudit.similarity.verify import verify_pairs
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.

@@ -33,7 +33,7 @@ from scipy import fft as _fft
 from scipy import sparse
 
 from dsaudit.index.hashing import THUMB, apply_dihedral, block_means
-from dsaudit.index.neighbors import blas_threads, parallel_map, workers
+from dsaudit.similarity.neighbors import blas_threads, parallel_map, workers
 
 MAX_SHIFT = 5           # pixels of the 32-pixel thumbnail (about 15%)
 MIN_OVERLAP = 0.55      # share of the thumbnail area that must overlap

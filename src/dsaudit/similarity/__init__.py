@@ -1,0 +1,1 @@
+"""The near-duplicate engine: candidate search, verification and match assembly over image descriptors."""
