@@ -8,10 +8,12 @@
 
 `diff A B` takes two report.json files, or two folders whose */report.json are paired by folder
 name; it prints every differing JSON path and exits 1 when anything differs. Keys that measure time
-(`timings`, `duration_seconds`, `started`) and the command line (`command`) are left out. `capture`
-scans with --no-cache --no-probe; the demo data is built once into OUT/_data/demo and reused, so
-that both captures see the same bytes and paths. Datasets that are missing (no ../shared, no --sets)
-are skipped with a note.
+(`timings`, `duration_seconds`, `started`) and the command line (`command`) are left out.
+`capture` scans with --no-cache --no-probe; the demo data is built once into --demo-data (default
+$TMPDIR/dsaudit-demo-data) and reused, so that both captures see the same bytes and paths.
+Datasets that are missing (no ../shared, no --sets) are skipped with a note. To capture the
+reference from an older commit: `git archive COMMIT src | tar -x -C /tmp/old` and run capture
+with PYTHONPATH=/tmp/old/src.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,11 +85,10 @@ def diff(a: Path, b: Path, limit: int) -> int:
     return 1 if failed else 0
 
 
-def datasets(out: Path, sets: Path | None) -> dict[str, tuple[Path, list[str]]]:
+def datasets(demo: Path, sets: Path | None) -> dict[str, tuple[Path, list[str]]]:
     """name -> (root, extra scan arguments)."""
     from dsaudit.demo import DEMO_GROUP_REGEX, build_demo_dataset
 
-    demo = out / "_data" / "demo"
     if not demo.exists():
         build_demo_dataset(demo)
     found = {"demo": (demo, ["--batch-size", "32", "--validation-split", "0.2", "--group-regex", DEMO_GROUP_REGEX])}
@@ -102,9 +104,9 @@ def datasets(out: Path, sets: Path | None) -> dict[str, tuple[Path, list[str]]]:
     return found
 
 
-def capture(out: Path, sets: Path | None, extra: list[str]) -> int:
+def capture(out: Path, sets: Path | None, demo: Path, extra: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    for name, (root, args) in datasets(out, sets).items():
+    for name, (root, args) in datasets(demo, sets).items():
         cmd = [sys.executable, "-m", "dsaudit.cli", "scan", str(root), "-f", "json", "-o", str(out / name),
                "--no-probe", "--no-cache", "--fail-on", "never", "-q", *args, *extra]
         rc = subprocess.run(cmd).returncode
@@ -124,11 +126,13 @@ def main() -> None:
     c = sub.add_parser("capture", help="scan the reference datasets into OUT/<name>/report.json")
     c.add_argument("out", type=Path)
     c.add_argument("--sets", type=Path, help="compare_tools.py --work folder with cifar/, ct/, digits/")
+    c.add_argument("--demo-data", type=Path, default=Path(tempfile.gettempdir()) / "dsaudit-demo-data",
+                   help="where the demo dataset is built once and reused")
     c.add_argument("scan_args", nargs="*", help="more arguments for every scan (after --)")
     args = ap.parse_args()
     if args.cmd == "diff":
         sys.exit(diff(args.a, args.b, args.limit))
-    sys.exit(capture(args.out, args.sets, args.scan_args))
+    sys.exit(capture(args.out, args.sets, args.demo_data, args.scan_args))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dsaudit.checks.base import ID_PATTERN, NAME_PATTERN, Check
 
 CHECK_MODULES = (
     "dsaudit.checks.integrity",   # DSA0xx
-    "dsaudit.similarity.matching",  # DSA2xx (before balance: publishes effective sizes)
+    "dsaudit.checks.duplicates",   # DSA2xx (before balance: publishes effective sizes)
     "dsaudit.checks.balance",     # DSA1xx
     "dsaudit.checks.batching",    # DSA30x
     "dsaudit.checks.ordering",    # DSA31x
