@@ -1,16 +1,30 @@
-"""Whole cold scan of many small JPEGs versus the floor: a plain Pillow decode of every file.
+"""Whole cold scan and warm rescan against the floor, a plain Pillow decode of every file.
 
-    python benchmarks/scan_speed.py [--n 60000] [--root /tmp/dsaudit-scan-speed] [--jobs 2] [--dump pairs.csv]
+    python benchmarks/scan_speed.py                                   # real photos (CIFAR-10 train)
+    python benchmarks/scan_speed.py --cifar-dir /work/data/cifar10/train   # reuse an unpacked copy
+    python benchmarks/scan_speed.py --data noise --n 60000            # the 1/f-noise set (second row)
+    options: [--n 60000] [--root DIR] [--jobs 2] [--seed 0] [--dump pairs.csv] [--no-cleanvision]
 
-Writes (once) a CIFAR-like tree ROOT/{train,test}/<10 classes>/*.jpg of 32x32 JPEGs (5/6 train,
-1/6 test) of distinct 1/f-noise colour images (natural-image spectra; there are not 60,000 distinct
-real photos on this machine, and crops of the two bundled photos overlap each other), with 1% of
-the test images being re-encoded/flipped/shifted copies of training images. Then measures, each on a cold
-dsaudit cache:
-  floor: Image.open + load of every file in a process pool of --jobs workers;
-  scan:  dsaudit.pipeline.scan with every check except the probe (probe.mode=off), --jobs workers;
-and prints both, their ratio, the leakage stage timings and what leakage was found. --dump writes
-every matched pair (relative paths, kind, distance, similarity, transform) to a CSV, so that two
+Real photos (default): the 50,000 CIFAR-10 training photos (`--cifar-dir`: the shared archive
+`../shared/datasets/cifar10-train/cifar10-train.tar.gz`, unpacked once into a temporary folder, or
+an unpacked folder), split with `--seed` into train/val class folders (1/6 val), plus planted
+copies of train photos (random crop, flip, colour jitter, JPEG re-encoding; photo_tree.py) up to
+--n images (at least 2%), half into val and half into train beside their source. Skips (exit 0)
+when there are no photos. Real photos have many look-alikes (same class, similar backgrounds), so
+far more candidates reach the costly stages than with noise images.
+
+Noise (`--data noise`): a CIFAR-like tree of distinct 32x32 1/f-noise JPEGs (natural-image
+spectra), 1% of the test images re-encoded/flipped/shifted copies of training images.
+
+Measured in one run, each scan in its own process on a cold (then warm) dsaudit cache:
+  floor:  Image.open + load of every file in a process pool of --jobs workers;
+  cold:   dsaudit.pipeline.scan with every check except the probe, --jobs workers, empty cache;
+  warm:   the same scan again with the filled cache (a rescan of unchanged data);
+  cleanvision: Imagelab.find_issues() with its default checks and n_jobs=1, when installed
+          (`pip install -e .[bench]`);
+and prints the ratios, every stage, the candidate counts, the peak memory (largest process), the
+planted copies found, and what the within-split search did. --dump writes every matched pair
+(relative paths, kind, distance, similarity, transform) of the cold scan to a CSV, so that two
 versions of the code can be compared pair for pair (`cmp before.csv after.csv`).
 """
 
@@ -18,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,67 +141,179 @@ def matmul_rate(jobs: int, seconds: float = 1.0) -> float:
         return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * k / (time.perf_counter() - t)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=60000)
-    ap.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "dsaudit-scan-speed"))
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--dump", default="", help="write every matched pair (a, b, kind, ...) to this CSV")
-    args = ap.parse_args()
-    root = Path(args.root) / str(args.n)
-    t = time.perf_counter()
-    write_tree(root, args.n)
-    print(f"dataset: {root} ({time.perf_counter() - t:.0f} s to write or check)")
-    paths = [str(p) for p in sorted(root.rglob("*.jpg"))]
 
+
+def scan_child(root: Path, cache: Path, out: Path, dump: str) -> None:
+    """One scan in this process (run as a child of main, so its peak memory is its own): writes
+    the timings, the leakage section, the DSA204 budget notes and the matched pairs to `out`."""
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.pipeline import scan
     import dsaudit.similarity.matching as leakage
 
     captured: dict = {}
-    if args.dump:  # keep the full pair list (findings carry at most 50 pairs each)
-        _analyse = leakage.analyse
+    _analyse = leakage.analyse
 
-        def analyse(ctx):
-            res = _analyse(ctx)
-            captured.update(pairs=res["pairs"], table=ctx.index.table.reset_index(drop=True))
-            return res
+    def analyse(ctx):  # keep the full pair list (findings carry at most 50 pairs each)
+        res = _analyse(ctx)
+        captured.update(pairs=res["pairs"], table=ctx.index.table.reset_index(drop=True))
+        return res
 
-        leakage.analyse = analyse
+    leakage.analyse = analyse
+    os.environ["DSAUDIT_CACHE_DIR"] = str(cache)
+    cfg = AuditConfig(jobs=int(os.environ.get("SCAN_SPEED_JOBS", "2")),
+                      probe=dataclasses.replace(ProbeConfig(), mode="off"))
+    t = time.perf_counter()
+    res = scan(root, cfg)
+    seconds = time.perf_counter() - t
+    pairs = captured["pairs"].copy()
+    paths = captured["table"]["path"].astype(str).to_numpy()
+    pairs["a"] = paths[pairs["a"].to_numpy()]
+    pairs["b"] = paths[pairs["b"].to_numpy()]
+    if dump:
+        pairs.sort_values(["a", "b"]).to_csv(dump, index=False)
+    budget = [{"title": f.title, "evidence": f.evidence} for f in res.findings
+              if f.check_id == "DSA204" and "budget" in f.title]
+    out.write_text(json.dumps({
+        "seconds": seconds, "timings": res.meta.get("timings", {}),
+        "leakage": {k: v for k, v in res.sections.get("leakage", {}).items()},
+        "budget": budget, "pairs": pairs[["a", "b"]].to_numpy().tolist()}, default=str))
 
-    # drop the page cache effect of writing: read every file once before both runs
+
+CLEANVISION = r"""
+import sys, time
+from cleanvision import Imagelab
+t = time.perf_counter()
+lab = Imagelab(data_path=sys.argv[1], verbose=False)
+lab.find_issues(n_jobs=1, verbose=False)
+print(time.perf_counter() - t)
+"""
+
+
+def run_measured(cmd: list[str], env: dict | None = None, quiet: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in GB of the largest process of the run, stdout) of a child."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL if quiet else None)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{cmd[:4]} failed with exit {proc.returncode}")
+    return time.perf_counter() - t, usage.ru_maxrss / 1024 ** 2, stdout
+
+
+def build_dataset(args) -> tuple[Path, list[tuple[str, str]] | None]:
+    if args.data == "noise":
+        root = Path(args.root) / f"noise-{args.n}"
+        write_tree(root, args.n)
+        return root, None
+    from photo_tree import cifar_photos, write_photo_tree
+
+    photos = cifar_photos(args.cifar_dir, Path(args.root))
+    if photos is None:
+        print(f"skipped: no CIFAR-10 photos at {args.cifar_dir or 'the shared archive'} "
+              "(pass --cifar-dir, or --data noise)")
+        raise SystemExit(0)
+    root = Path(args.root) / f"photos-{args.n}-seed{args.seed}"
+    return root, write_photo_tree(root, photos, args.n, seed=args.seed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", choices=("photos", "noise"), default="photos",
+                    help="photos: CIFAR-10 train with planted copies (default); noise: 1/f-noise images")
+    ap.add_argument("--cifar-dir", default="",
+                    help="CIFAR-10 train: the archive, or an unpacked folder of class folders "
+                         "(default: ../shared/datasets/cifar10-train/cifar10-train.tar.gz)")
+    ap.add_argument("--n", type=int, default=60000, help="images in the tree (photos: 50,000 + planted copies)")
+    ap.add_argument("--seed", type=int, default=0, help="split and copies (photos)")
+    ap.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "dsaudit-scan-speed"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--dump", default="", help="write every matched pair (a, b, kind, ...) to this CSV")
+    ap.add_argument("--no-cleanvision", action="store_true", help="leave cleanvision out")
+    ap.add_argument("--_child", nargs=3, metavar=("ROOT", "CACHE", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._child:
+        scan_child(Path(args._child[0]), Path(args._child[1]), Path(args._child[2]), args.dump)
+        return
+    t = time.perf_counter()
+    root, planted = build_dataset(args)
+    print(f"dataset: {root} ({args.data}; {time.perf_counter() - t:.0f} s to write or check)")
+    paths = [str(p) for p in sorted(root.rglob("*.jpg"))]
+    split_sizes: dict[str, int] = {}
+    for p in paths:
+        s = Path(p).relative_to(root).parts[0]
+        split_sizes[s] = split_sizes.get(s, 0) + 1
+
+    # drop the page cache effect of writing: read every file once before all runs
     for p in paths:
         with open(p, "rb") as fh:
             fh.read()
     t_floor = floor(paths, args.jobs)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["DSAUDIT_CACHE_DIR"] = cache
-        cfg = AuditConfig(jobs=args.jobs, probe=dataclasses.replace(ProbeConfig(), mode="off"))
-        t = time.perf_counter()
-        res = scan(root, cfg)
-        t_scan = time.perf_counter() - t
-    print(f"files: {len(paths):,}; jobs: {args.jobs}")
-    print(f"| plain Pillow decode (floor) | {t_floor:.1f} s | 1.00x |")
-    print(f"| dsaudit scan, cold cache    | {t_scan:.1f} s | {t_scan / t_floor:.2f}x |")
-    timings = res.meta.get("timings", {})
-    print("index timings:", {k: v for k, v in timings.items() if k != "checks"})
-    print("check timings:", timings.get("checks"))
+    env = dict(os.environ, SCAN_SPEED_JOBS=str(args.jobs), PYTHONPATH=str(HERE.parent / "src"))
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        for name, dump in (("cold", args.dump), ("warm", "")):
+            out = Path(tmp) / f"{name}.json"
+            cmd = [sys.executable, __file__, "--_child", str(root), str(cache), str(out)]
+            wall, peak, _ = run_measured(cmd + (["--dump", dump] if dump else []), env)
+            runs[name] = dict(json.loads(out.read_text()), wall=wall, peak=peak)
+    t_cv = peak_cv = None
+    cv_note = "left out (--no-cleanvision)"
+    if not args.no_cleanvision:
+        try:
+            import cleanvision  # noqa: F401  (benchmark-only: pip install -e .[bench])
+        except ImportError:
+            cv_note = "not installed (pip install -e .[bench]); skipped"
+        else:
+            wall, peak_cv, stdout = run_measured([sys.executable, "-c", CLEANVISION, str(root)], quiet=True)
+            t_cv, cv_note = float(stdout.strip().splitlines()[-1]), f"{cleanvision.__version__}, n_jobs=1"
+
+    cold, warm = runs["cold"], runs["warm"]
+    print(f"files: {len(paths):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(split_sizes.items()))}); "
+          f"jobs: {args.jobs}")
+    print("| | time | vs floor | peak memory |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| plain Pillow decode (floor), {args.jobs} processes | {t_floor:.1f} s | 1.00x | |")
+    print(f"| dsaudit scan, cold cache | {cold['seconds']:.1f} s | {cold['seconds'] / t_floor:.2f}x "
+          f"| {cold['peak']:.2f} GB |")
+    print(f"| dsaudit rescan, warm cache | {warm['seconds']:.2f} s | {warm['seconds'] / t_floor:.2f}x "
+          f"| {warm['peak']:.2f} GB |")
+    if t_cv is not None:
+        print(f"| cleanvision ({cv_note}) | {t_cv:.1f} s | {t_cv / t_floor:.2f}x | {peak_cv:.2f} GB |")
+    print(f"cold / warm: {cold['seconds'] / warm['seconds']:.1f}x; "
+          + (f"cleanvision / dsaudit cold: {t_cv / cold['seconds']:.2f}x" if t_cv else f"cleanvision: {cv_note}"))
+    timings = cold["timings"]
+    print("index timings (cold):", {k: v for k, v in timings.items() if k != "checks"})
+    print("check timings (cold):", timings.get("checks"))
+    leak = cold["leakage"]
+    stages = leak.get("timings", {})
+    print("leakage stages (cold):", {k: round(v, 2) for k, v in stages.items() if k != "candidates"})
+    print(f"candidates verified: {int(stages.get('candidates', 0)):,}; pairs found: {leak.get('pairs')}; "
+          f"cross-split pairs: {leak.get('cross_split_pairs')}; groups: {leak.get('groups')}; "
+          f"per kind: {leak.get('pairs_per_kind')}")
+    for b in cold["budget"]:
+        print("within-split search:", b["title"], b["evidence"])
+    if not cold["budget"]:
+        print("within-split search: full in every split (no budget finding)")
+    if planted is not None:
+        from photo_tree import copies_found
+
+        found = copies_found(planted, {tuple(p) for p in cold["pairs"]})
+        print("planted copies found: " + "; ".join(
+            f"{k} {found[k]:.3f} of {found[k + ' (n)']:,}" for k in ("into val", "inside train")))
     # what the k-NN alone must cost: its arithmetic at this machine's matrix-product rate
-    sizes = {"train": len([p for p in paths if "/train/" in p]), "test": len([p for p in paths if "/test/" in p])}
-    flops, rate = knn_arithmetic(sizes, cfg.leakage), matmul_rate(args.jobs)
+    from dsaudit.config import AuditConfig
+
+    ref = "train"
+    sizes = {("train" if s == ref else s): n for s, n in split_sizes.items()}
+    flops, rate = knn_arithmetic(sizes, AuditConfig().leakage), matmul_rate(args.jobs)
     print(f"k-NN arithmetic: {flops / 1e12:.2f} TFLOP; float32 matrix products on {args.jobs} threads: "
           f"{rate / 1e9:.0f} GFLOP/s -> at least {flops / rate:.1f} s ({flops / rate / t_floor:.1f}x the floor) "
-          "for the k-NN alone")
-    leak = res.sections.get("leakage", {})
-    print("leakage:", {k: leak.get(k) for k in ("pairs", "cross_split_pairs", "groups", "pairs_per_kind")})
-    print("leakage timings:", leak.get("timings"))
+          "for an exact k-NN")
     if args.dump:
-        pairs = captured["pairs"].copy()
-        paths_ = captured["table"]["path"].astype(str).to_numpy()
-        pairs["a"] = paths_[pairs["a"].to_numpy()]
-        pairs["b"] = paths_[pairs["b"].to_numpy()]
-        pairs.sort_values(["a", "b"]).to_csv(args.dump, index=False)
-        print(f"pairs written to {args.dump}")
+        print(f"pairs of the cold scan written to {args.dump}")
 
 
 if __name__ == "__main__":
