@@ -284,7 +284,8 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
                  prefilter: float | None = 0.3, refine_floor: float = 0.35,
                  zooms: tuple[float, ...] = ZOOMS, angles: tuple[float, ...] = ANGLES,
                  batch: int = 2048, boost: np.ndarray | None = None,
-                 min_isotropy: float = 0.0, turn_gate: float | None = TURN_GATE) -> Verified:
+                 min_isotropy: float = 0.0, turn_gate: float | None = TURN_GATE,
+                 turn: np.ndarray | None = None, turned: np.ndarray | None = None) -> Verified:
     """Verify pairs (a[i] reference, b[i] query seen through dihedral `variant[i]`).
 
     A cascade keeps it cheap: (A) NCC at zero shift, accepted at once when >= threshold;
@@ -302,7 +303,13 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     decision: `boost` (per pair) is added to the thresholds, so a pair whose shifted (search) bar
     reaches 1.0 gets no shift (search) stage; pairs with detail isotropy below `min_isotropy` are
     not taken from a shift or search, so they get neither. The similarities of such pairs are then
-    the best of the stages they had."""
+    the best of the stages they had.
+
+    `turn` (per pair, degrees) turns the oriented query about its centre before the cascade: the
+    candidates of the turned k-NN search (checks.leakage.turned_candidates) start from the version
+    that found them, so the search and fit only have to cover what lies between versions. Pairs
+    marked `turned` count as matched by the search (stage 2, `search_threshold`) whatever stage
+    confirms them, since trying the versions is a search; their reported angle includes the turn."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     variant = np.asarray(variant, dtype=np.int64)
@@ -320,6 +327,9 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     if p == 0:
         return Verified(sim, shift, zoom, angle, stage, rms, contrast, iso)
     combos = _full_combos(zooms, angles)
+    turn = np.zeros(p, np.float32) if turn is None else np.asarray(turn, np.float32)
+    from_turns = np.zeros(p, bool) if turned is None else np.asarray(turned, bool)
+    turn_values, turn_code = np.unique(turn, return_inverse=True)
 
     st = max(threshold, search_threshold or 0.0)   # the bar for matches that needed the search
 
@@ -345,7 +355,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         n_b = len(sl)
         ta = thumbs[a[sl]].astype(np.float32)
         # the query side, once per distinct (image, orientation) of the batch
-        key = b[sl] * 8 + variant[sl]
+        key = (b[sl] * 8 + variant[sl]) * len(turn_values) + turn_code[sl]
         _, first, inv = np.unique(key, return_index=True, return_inverse=True)
         tb_u = thumbs[b[sl[first]]].astype(np.float32)
         vb_u = variant[sl[first]]
@@ -353,6 +363,11 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             if k:
                 m = vb_u == k
                 tb_u[m] = apply_dihedral(tb_u[m], int(k))
+        tc_u = turn_code[sl[first]]
+        for c in np.unique(tc_u):
+            if turn_values[c]:
+                m = tc_u == c
+                tb_u[m] = warp(tb_u[m], 1.0, float(turn_values[c]))
         db_u = detail(tb_u)
         tb, db = tb_u[inv], db_u[inv]
         # raw closeness at zero shift: on small, low-contrast images JPEG noise swamps the detail
@@ -368,6 +383,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
         # boost is not confirmed, so it must go on to the search like any pair below the bar)
         extra = boost[sl] if (boost is not None and threshold <= 1) else np.zeros(n_b, np.float32)
         bar, search_bar = threshold + extra, st + extra
+        bar = np.where(from_turns[sl], search_bar, bar)   # trying the turned versions was a search
         todo = s0 < bar if threshold > 0 else np.ones(n_b, bool)
         if threshold <= 1:   # (not when the full search is forced)
             todo &= (iso[sl] >= min_isotropy) & (bar < 1.0)
@@ -467,9 +483,12 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     # one thread while the other cores wait
     batch = max(64, min(batch, -(-p // (2 * n_workers))))
     # each query's pairs in one batch, so that its side of the cascade is computed once there
-    by_query = np.lexsort((variant, b))
+    by_query = np.lexsort((turn_code, variant, b))
     with blas_threads(1):
         parallel_map(run_batch, [by_query[s:s + batch] for s in range(0, p, batch)], n_workers)
+    if from_turns.any():
+        stage[from_turns] = np.maximum(stage[from_turns], 2)
+        angle[from_turns] -= turn[from_turns]
     return Verified(sim, shift, zoom, angle, stage, rms, contrast, iso)
 
 
