@@ -60,7 +60,8 @@ from PIL import Image
 warnings.filterwarnings("ignore", message=".*ShiftScaleRotate is a special case.*")
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
+# appended, not prepended: PYTHONPATH=<a checkout>/src picks the dsaudit under test (to compare two)
+sys.path.append(str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -246,21 +247,32 @@ def build_set(root: Path, name: str, items: list[tuple[str, Path, str]], recipes
     """Write train/val with planted copies under `root`; return (planted, clean val paths, truth of
     distinct train images per class)."""
     # one side per group (paper / patient) for CT: the clean val images have no sibling in train
+    # and the clean val images come from groups of their own, with no copy of a sibling anywhere
     groups = sorted({g for _, _, g in items})
     rng.shuffle(groups)
-    val_groups = set(groups[: len(groups) // 2])
-    train_pool = [i for i, it in enumerate(items) if it[2] not in val_groups]
-    val_pool = [i for i, it in enumerate(items) if it[2] in val_groups]
-    rng.shuffle(train_pool)
-    rng.shuffle(val_pool)
     n_jobs = len(recipes) * len(sizes)
     need_in, need_cross = n_jobs * (per - per // 2), n_jobs * (per // 2)
-    if need_in > len(train_pool) or need_cross + 1 > len(val_pool):
+    members = defaultdict(list)
+    for i, it in enumerate(items):
+        members[it[2]].append(i)
+    val_src: list[int] = []
+    val_groups = set()
+    for g in groups[len(groups) // 2:]:        # val groups that give the copied sources
+        if len(val_src) >= need_cross:
+            break
+        val_groups.add(g)
+        val_src += members[g]
+    val_src = val_src[:need_cross]
+    clean_groups = set(groups[: len(groups) // 4]) if len(groups) < len(items) else set(groups[: len(groups) // 2]) - val_groups
+    clean = [i for i, it in enumerate(items) if it[2] in clean_groups]
+    train_pool = [i for i, it in enumerate(items) if it[2] not in clean_groups and it[2] not in val_groups]
+    rng.shuffle(train_pool)
+    rng.shuffle(clean)
+    if need_in > len(train_pool) or len(val_src) < need_cross or not clean:
         raise SystemExit(f"{name}: not enough images for --per {per}")
     train_src = train_pool[:need_in]
     train_fill = train_pool[need_in:need_in + n_train]
-    val_src = val_pool[:need_cross]
-    clean = val_pool[need_cross:need_cross + n_clean]
+    clean = clean[:n_clean]
     written: dict[int, str] = {}
     images: dict[int, Image.Image] = {}
 
