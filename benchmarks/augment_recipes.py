@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import os
 import shutil
 import sys
@@ -263,7 +262,10 @@ def build_set(root: Path, name: str, items: list[tuple[str, Path, str]], recipes
         val_groups.add(g)
         val_src += members[g]
     val_src = val_src[:need_cross]
-    clean_groups = set(groups[: len(groups) // 4]) if len(groups) < len(items) else set(groups[: len(groups) // 2]) - val_groups
+    if len(groups) < len(items):   # CT figures: a quarter of them for the clean images
+        clean_groups = set(groups[: len(groups) // 4])
+    else:                          # one image a group (CIFAR): the first half less the sources
+        clean_groups = set(groups[: len(groups) // 2]) - val_groups
     clean = [i for i, it in enumerate(items) if it[2] in clean_groups]
     train_pool = [i for i, it in enumerate(items) if it[2] not in clean_groups and it[2] not in val_groups]
     rng.shuffle(train_pool)
@@ -360,7 +362,8 @@ def scan_groups(root: Path, jobs: int):
 def report(name: str, planted: list[Planted], clean: list[str], truth: dict[str, int], root: Path, jobs: int):
     comp, size, effective, dsa204, dt, findings = scan_groups(root, jobs)
     n_train = sum(1 for p in comp if p.startswith("train/"))
-    print(f"\n{name}: {n_train} train files ({len(planted)} copies), {sum(1 for p in comp if p.startswith('val/'))} val "
+    n_val = sum(1 for p in comp if p.startswith("val/"))
+    print(f"\n{name}: {n_train} train files ({len(planted)} copies), {n_val} val "
           f"({len(clean)} clean); scan {dt:.1f} s")
     rec: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
     for p in planted:
@@ -379,7 +382,7 @@ def report(name: str, planted: list[Planted], clean: list[str], truth: dict[str,
         allv = [x for (rr, _, _), v in rec.items() if rr == r for x in v]
         print(f"| {r} | " + " | ".join(cells) + f" | {np.mean(allv):.2f} |")
     allv = [x for v in rec.values() for x in v]
-    print(f"| all | " + " | ".join("" for _ in heads) + f" | {np.mean(allv):.3f} |")
+    print("| all | " + " | ".join("" for _ in heads) + f" | {np.mean(allv):.3f} |")
     # a clean val image is flagged when its group holds a train image (a leak); grouped with other
     # val images only, it is a duplicate cluster inside val (adjacent CT slices of one figure)
     with_train = {r for p, r in comp.items() if p.startswith("train/")}
