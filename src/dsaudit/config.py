@@ -103,6 +103,34 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    """Image quality (DSA40x), drift between splits (DSA41x), outliers (DSA420) and likely label
+    errors (DSA43x). Defaults chosen on CIFAR-10 train and COVID-CT (docs/content.md has the flag
+    rates they give there)."""
+    dark_max_p95: float = 0.30            # too dark: the 95th-percentile grey level below this (0..1)
+    bright_min_p05: float = 0.75          # too bright: the 5th-percentile grey level above this
+    blur_ratio: float = 0.30              # blurry: sharpness below this x the median of the reference split
+    low_info_max_entropy: float = 2.5     # low information: grey-histogram entropy below this many bits...
+    low_info_max_contrast: float = 0.02   # ...or grey-level spread (std, 0..1) below this
+    grey_max_chroma: float = 0.01         # greyscale picture: mean channel spread below this (0..1)...
+    grey_min_colour_share: float = 0.5    # ...in a dataset where at least this share of images has colour
+    odd_size_factor: float = 4.0          # odd size: side (sqrt of area) this many times off the median
+    odd_aspect_factor: float = 2.0        # odd aspect: aspect ratio this many times off the median
+    shortcut_p_value: float = 0.001       # a flag concentrated in one class (Fisher exact test)...
+    shortcut_min_ratio: float = 3.0       # ...at this many times the flag rate of the other classes
+    drift_p_value: float = 0.001          # per-property two-sample test (KS) p-value...
+    drift_min_effect: float = 0.1         # ...and KS distance (0..1) to call a property drifted
+    drift_min_auc: float = 0.6            # domain classifier: AUC at least this, with its 95% interval above 0.5
+    drift_max_samples: int = 3000         # images per side the domain classifier sees (subsampled above it)
+    outlier_k: int = 5                    # neighbours for the outlier distance
+    outlier_ratio: float = 2.0            # outlier: k-NN distance this many times the class's median
+    label_k: int = 10                     # neighbours that vote in the cheap label-error check
+    label_min_share: float = 0.8          # flag when at least this share of the neighbours carry one other label
+    label_probe_budget: float = 180.0     # seconds for the cross-validated probe behind DSA431 (probe.mode = on)
+    max_listed: int = 200                 # images listed per finding (all flagged ones are counted)
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     fail_on: str = "error"                # error | warning | info | never
     select: tuple[str, ...] = ()          # check IDs, names or globs to run (empty: all)
@@ -120,6 +148,7 @@ class AuditConfig:
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -288,6 +317,27 @@ RANGES: dict[str, Range] = {
     "probe.p_value": P_VALUE,
     "probe.max_train": COUNT,
     "probe.max_epochs": COUNT,
+    "content.dark_max_p95": UNIT,
+    "content.bright_min_p05": UNIT,
+    "content.blur_ratio": UNIT,
+    "content.low_info_max_entropy": Range(0.0, 8.0),   # bits of a 256-bin histogram
+    "content.low_info_max_contrast": UNIT,
+    "content.grey_max_chroma": UNIT,
+    "content.grey_min_colour_share": UNIT,
+    "content.odd_size_factor": AT_LEAST_ONE,
+    "content.odd_aspect_factor": AT_LEAST_ONE,
+    "content.shortcut_p_value": P_VALUE,
+    "content.shortcut_min_ratio": AT_LEAST_ONE,
+    "content.drift_p_value": P_VALUE,
+    "content.drift_min_effect": UNIT,
+    "content.drift_min_auc": Range(0.5, 1.0),
+    "content.drift_max_samples": Range(20),
+    "content.outlier_k": COUNT,
+    "content.outlier_ratio": AT_LEAST_ONE,
+    "content.label_k": COUNT,
+    "content.label_min_share": UNIT,
+    "content.label_probe_budget": Range(0.0),
+    "content.max_listed": COUNT,
 }
 
 # Settings that are choices: matched case-insensitively (--fail-on ERROR as --engine LOCAL).

@@ -20,6 +20,7 @@ CHECK_MODULES = (
     "dsaudit.checks.batching",    # DSA30x
     "dsaudit.checks.ordering",    # DSA31x
     "dsaudit.checks.shortcuts",   # DSA12x-13x
+    "dsaudit.checks.quality",     # DSA40x
     "dsaudit.checks.probe_check", # DSA9xx (last: needs the leakage artifacts)
 )
 

@@ -38,7 +38,9 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-FEATURES_VERSION = "4"
+from dsaudit.content import properties
+
+FEATURES_VERSION = "5"   # 5: content properties ("props", "colour")
 THUMB = 32
 
 # The 8 dihedral transforms of a square image, as (name, transpose, flip rows, flip columns), applied
@@ -220,7 +222,8 @@ def _shrink(gray: Image.Image) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
-def thumbnails(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int, int, int]]:
+def thumbnails(img: Image.Image, gray: Image.Image | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int, int, int]]:
     """(thumbnail, inner thumbnail or None, flat border box) of an image.
 
     The thumbnail is 32x32 grey, an area average over the whole image (aspect ratio ignored), less
@@ -229,9 +232,11 @@ def thumbnails(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, tuple[i
     what is inside it: a second view of the image, so that a padded or re-margined copy lines up
     with its original. It is a view added, not a replacement, because whether a border counts as
     flat can differ between an image and its copy (noise added, a gamma change on a near-flat sky).
+    `gray` is the grey image when the caller has made it already (extract).
     """
     from_jpeg = img.format in ("JPEG", "MPO")
-    gray = _flat_image(img).convert("L")
+    if gray is None:
+        gray = _flat_image(img).convert("L")
     arr = np.asarray(gray)
     # JPEG repeats rows exactly inside its 8x8 blocks, and a Keras fill saved as JPEG is no longer exact
     top, bottom, left, right = fill_bands(arr) if not from_jpeg else (0, 0, 0, 0)
@@ -263,6 +268,8 @@ FEATURE_SPEC: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "inner": (np.dtype(np.uint8), (THUMB, THUMB)),
     "border": (np.dtype(np.uint16), (4,)),
     "pixel_hash": (np.dtype(np.uint64), (1,)),
+    "props": (np.dtype(np.float32), (len(properties.PROPERTIES),)),
+    "colour": (np.dtype(np.uint8), (properties.COLOUR_THUMB, properties.COLOUR_THUMB, 3)),
 }
 
 
@@ -288,10 +295,17 @@ def stack_features(encoded: list[dict[str, bytes] | None]) -> dict[str, np.ndarr
 
 def extract(img: Image.Image) -> dict[str, np.ndarray]:
     """Per-image features. "inner" (the thumbnail inside a flat border) is present only for images
-    that have one; the index stacks it with zeros for the others, and "border" says which."""
-    thumb, inner, box = thumbnails(img)
+    that have one; the index stacks it with zeros for the others, and "border" says which. "props"
+    and "colour" are the content properties (dsaudit.content.properties), measured on the same
+    decoded pixels."""
+    flat = _flat_image(img)
+    gray = flat.convert("L")
+    thumb, inner, box = thumbnails(img, gray)
+    props, colour = properties.measure(flat, gray)
     out = {
         "thumb": thumb,
+        "props": props,
+        "colour": colour,
         "border": np.array(box, dtype=np.uint16),
         "pixel_hash": np.frombuffer(_pixel_digest(img), dtype=np.uint64).copy(),
     }
