@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
-from scipy.stats import fisher_exact
-
 from dsaudit.checks.balance import pct, split_name
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.content.analysis import ContentAnalysis, content_analysis, histogram
 from dsaudit.findings import Finding, Severity
+from dsaudit.stats import hypergeom_sf
 
 MIN_IMAGES = 10         # a dataset-relative flag needs at least this many reference images
 MIN_SHORTCUT = 5        # flagged images needed before a concentration in one class is reported
@@ -65,7 +64,7 @@ class QualityCheck(Check):
                               "rule": rule, "score": self.score, "per_split": per_split,
                               "per_class": per_class, "images_flagged": examples}
         severity = None
-        title = f"{mask.sum()} images {self.what} ({pct(mask.mean())})"
+        title = f"{mask.sum()} images {self.what} ({pct(mask.mean(), 2 if mask.mean() < 0.01 else 1)})"
         message = (f"{mask.sum()} of {len(f)} images are {self.what}: {rule}. "
                    + ", ".join(f"{k}: {v['flagged']} of {v['images']}" for k, v in per_split.items()) + ".")
         if shortcut:
@@ -93,7 +92,7 @@ def class_concentration(labels: np.ndarray, mask: np.ndarray, cfg: Any) -> tuple
     k, n = per_class[top]["flagged"], per_class[top]["images"]
     k_o, n_o = int(mask.sum()) - k, len(mask) - n
     rate_o = k_o / n_o if n_o else 0.0
-    _, p = fisher_exact([[k, n - k], [k_o, n_o - k_o]], alternative="greater")
+    p = hypergeom_sf(k, len(mask), int(mask.sum()), n)   # one-sided Fisher exact
     ratio = per_class[top]["rate"] / rate_o if rate_o > 0 else float("inf")
     if p < cfg.shortcut_p_value and ratio >= cfg.shortcut_min_ratio:
         return per_class, {"label": top, "rate": per_class[top]["rate"], "rate_others": rate_o,

@@ -21,6 +21,8 @@ CHECK_MODULES = (
     "dsaudit.checks.ordering",    # DSA31x
     "dsaudit.checks.shortcuts",   # DSA12x-13x
     "dsaudit.checks.quality",     # DSA40x
+    "dsaudit.checks.drift",       # DSA41x
+    "dsaudit.checks.content_labels",  # DSA42x-43x
     "dsaudit.checks.probe_check", # DSA9xx (last: needs the leakage artifacts)
 )
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.content.properties import PROPERTIES
+from dsaudit.index.neighbors import blas_threads
 
 ARTIFACT = "content.analysis"
 DESCRIPTOR_DIMS = 48
@@ -63,9 +64,11 @@ def descriptors(features: dict[str, np.ndarray], props: np.ndarray, rows: np.nda
         return x.astype(np.float32)
     x -= x.mean(axis=0)
     dims = min(DESCRIPTOR_DIMS, x.shape[1], len(x) - 1)
-    # the covariance route (d x d, d about 270) is exact and far cheaper than an SVD of n x d
-    cov = x.T @ x / len(x)
-    vals, vecs = np.linalg.eigh(cov)
+    # the covariance route (d x d, d about 270) is exact and far cheaper than an SVD of n x d; one
+    # BLAS thread: on a loaded machine OpenBLAS' threads made these two steps 10-20x slower
+    with blas_threads(1):
+        cov = x.T @ x / len(x)
+        vals, vecs = np.linalg.eigh(cov)
     order = np.argsort(vals)[::-1][:dims]
     vecs = vecs[:, order]
     vecs *= np.where(vecs[np.abs(vecs).argmax(axis=0), range(dims)] < 0, -1.0, 1.0)  # fixed signs
@@ -82,6 +85,7 @@ def build(index: Any) -> ContentAnalysis:
     part = t.iloc[rows]
     frame = pd.DataFrame({
         "path": part["path"].astype(str).to_numpy(),
+        "abs_path": part["abs_path"].astype(str).to_numpy(),
         "split": part["split"].astype(str).to_numpy(),
         "label": part["label"].astype(str).to_numpy(),
         "format": part["format"].astype(str).replace("", "unknown").to_numpy(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -202,6 +202,7 @@ class RunResult:
     batch_size: int
     train_size: int
     seed: int
+    probabilities: list[np.ndarray] = field(default_factory=list)  # softmax per evaluation set (not in to_dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"train_size": self.train_size, "epochs_planned": self.epochs_planned,
@@ -299,17 +300,20 @@ def train_lockstep(sets: Sequence[tuple[np.ndarray, np.ndarray]], evals: Sequenc
     results = []
     for k, ((model, _), (x, _)) in enumerate(zip(runs, sets)):
         t = time.monotonic()
-        preds = []
+        preds, probabilities = [], []
         for ev in evals:
             if len(ev) == 0:
                 preds.append(np.zeros(0, dtype=int))
+                probabilities.append(np.zeros((0, num_classes), dtype=np.float32))
                 continue
             probs = model.predict(_dataset(tf, ev, None, 256, None), verbose=0)
             preds.append(np.argmax(probs, axis=1).astype(int))
+            probabilities.append(np.asarray(probs, dtype=np.float32))
         results.append(RunResult(
             predictions=preds, epochs_planned=planned, epochs_done=done,
             stopped_by_budget=cut, seconds=train_seconds / len(runs) + time.monotonic() - t,
-            train_accuracy=accs[k], batch_size=batch, train_size=int(len(x)), seed=int(seed)))
+            train_accuracy=accs[k], batch_size=batch, train_size=int(len(x)), seed=int(seed),
+            probabilities=probabilities))
     tf.keras.backend.clear_session()
     return results
 

@@ -1,0 +1,52 @@
+"""Nearest neighbours in the content descriptor space, shared by the outlier and label checks.
+
+Euclidean distance between content descriptors (dsaudit.content.analysis), found with the duplicate
+search's blocked k-NN (``knn_join``, a largest-dot-product search) on augmented vectors: for query
+[q, 1] and reference [r, -|r|^2 / 2] the dot product is q.r - |r|^2 / 2, largest for the nearest r.
+Exact, and no (n x n) matrix in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dsaudit.index.neighbors import knn_join
+
+ARTIFACT = "content.neighbours"
+
+
+def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) indices and Euclidean distances of each row's k nearest other rows, nearest first
+    (self left out; -1 / nan pad rows with fewer than k others)."""
+    n = len(x)
+    idx = np.full((n, k), -1, dtype=np.int64)
+    dist = np.full((n, k), np.nan, dtype=np.float32)
+    if n < 2 or k <= 0:
+        return idx, dist
+    x = np.asarray(x, dtype=np.float64)
+    sq = (x * x).sum(axis=1)
+    q = np.concatenate([x, np.ones((n, 1))], axis=1).astype(np.float32)
+    r = np.concatenate([x, -0.5 * sq[:, None]], axis=1).astype(np.float32)
+    qi, rj, s = knn_join(q, r, min(k + 1, n), min_sim=-np.inf)
+    keep = qi != rj
+    qi, rj, s = qi[keep], rj[keep], s[keep]
+    order = np.lexsort((-s, qi))
+    qi, rj, s = qi[order], rj[order], s[order]
+    first = np.searchsorted(qi, np.arange(n))
+    rank = np.arange(len(qi)) - first[qi]
+    ok = rank < k
+    idx[qi[ok], rank[ok]] = rj[ok]
+    d2 = sq[qi[ok]] + sq[rj[ok]] - 2.0 * (x[qi[ok]] * x[rj[ok]]).sum(axis=1)
+    dist[qi[ok], rank[ok]] = np.sqrt(np.maximum(d2, 0.0))
+    return idx, dist
+
+
+def dataset_neighbours(ctx: Any, descriptor: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """knn over the whole dataset, computed once per scan for the largest k asked for."""
+    got = ctx.artifacts.get(ARTIFACT)
+    if got is None or got[0].shape[1] < k:
+        got = knn(descriptor, k)
+        ctx.artifacts[ARTIFACT] = got
+    return got[0][:, :k], got[1][:, :k]
