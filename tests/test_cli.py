@@ -116,7 +116,7 @@ def test_scan_never_changes_the_dataset(data, tmp_path):
 def test_config_file_thresholds_select_and_severity_override(data, tmp_path):
     broken(data)
     (data.parent / "dsaudit.toml").write_text(
-        '[tool.dsaudit]\nseverity = { DSA003 = "warning" }\nignore = ["DSA1*", "DSA3*"]\n'
+        '[tool.dsaudit]\nseverity = { DSA003 = "warning" }\nignore = ["DSA1*", "DSA3*", "DSA4*"]\n'
         '[tool.dsaudit.integrity]\nmin_side = 8\n')
     out = tmp_path / "o"
     result = run("scan", data, "-o", out, "-f", "json")

@@ -185,7 +185,7 @@ def domain_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from dsaudit.index.neighbors import blas_threads
+    from dsaudit.similarity.neighbors import blas_threads
 
     scores = np.zeros(len(y), dtype=float)
     folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(y).min())), shuffle=True, random_state=seed)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.content.properties import PROPERTIES
-from dsaudit.index.neighbors import blas_threads
+from dsaudit.similarity.neighbors import blas_threads
 
 ARTIFACT = "content.analysis"
 DESCRIPTOR_DIMS = 48

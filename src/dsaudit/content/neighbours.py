@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dsaudit.index.neighbors import knn_join
+from dsaudit.similarity.neighbors import knn_join
 
 ARTIFACT = "content.neighbours"
 
