@@ -28,10 +28,10 @@ def test_split_folders_are_matched_case_insensitively_with_aliases(tmp_path):
 
 def test_unknown_top_level_folder_is_reported_not_guessed(tmp_path):
     _img(tmp_path / "train" / "cat" / "a.png")
-    _img(tmp_path / "holdout" / "cat" / "b.png")
+    _img(tmp_path / "extra" / "bird" / "b.png")
     layout = discover(tmp_path)
     assert [e.rel for e in layout.entries] == ["train/cat/a.png"]
-    assert [(i.kind, i.path) for i in layout.issues] == [("unknown_folder", "holdout")]
+    assert [(i.kind, i.path) for i in layout.issues] == [("unknown_folder", "extra")]
 
 
 def test_pool_layout_and_recursive_class_folders(tmp_path):
@@ -116,7 +116,7 @@ def test_manifest_with_splits_groups_and_problems(tmp_path):
     _img(tmp_path / "imgs" / "b.png", seed=1)
     manifest = tmp_path / "labels.csv"
     manifest.write_text("path,label,split,group\nimgs/a.png,cat,Training,p1\nimgs/b.png,dog,val,p2\n"
-                        "imgs/missing.png,dog,val,p3\nimgs/a.png,cat,dev,p1\n,cat,train,\n")
+                        "imgs/missing.png,dog,val,p3\nimgs/a.png,cat,unlabelled,p1\n,cat,train,\n")
     layout = discover(tmp_path, manifest)
     assert layout.kind == "manifest"
     assert [(e.rel, e.split, e.label, e.group) for e in layout.entries] == [

@@ -193,15 +193,16 @@ def test_manifest_path_with_a_nul_byte_is_a_missing_row_not_a_crash(tmp_path):
     assert finding.paths == ("imgs/a\\x00.png",)
 
 
-def test_classes_named_like_splits_explain_why_nothing_was_found(tmp_path):
-    _img(tmp_path / "cat" / "1.png")
-    _img(tmp_path / "test" / "2.png")
+def test_split_folders_without_class_folders_explain_why_nothing_was_found(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    _img(tmp_path / "train" / "1.png")
+    _img(tmp_path / "extra" / "dog" / "2.png")
     with pytest.raises(DatasetError) as caught:
         discover(tmp_path)
     message = str(caught.value)
     assert "\n" not in message
-    assert "'test' were taken as split folders" in message and "1 file(s) directly inside" in message
-    assert "not scanned: cat" in message
+    assert "'train' were taken as split folders" in message and "1 file(s) directly inside" in message
+    assert "not scanned: extra" in message
 
 
 def test_only_unfollowed_class_links_say_so_in_the_error(tmp_path):

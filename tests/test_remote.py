@@ -342,7 +342,7 @@ def test_any_fsspec_store_memory_filesystem(tmp_path):
 
 
 @pytest.mark.parametrize("files", [
-    {"train/readme.txt": b"x", "holdout/a/x.png": b"x"},   # a split folder with no class folder
+    {"train/readme.txt": b"x", "val/a/.x.png": b"x"},      # a split folder with no class folder
     {"train/a/.hidden.png": b"x", "val/b/.DS_Store": b"x"},  # class folders that hold only hidden files
 ], ids=["no-class-folders", "only-hidden-files"])
 def test_no_files_error_says_why_as_for_a_local_folder(tmp_path, files):

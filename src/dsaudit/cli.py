@@ -248,6 +248,8 @@ def scan(
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Cache folder [default: ~/.cache/dsaudit]."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="Regex on the relative path naming "
                                               "a sample's group (patient, source); group 1 if present."),
+    split: Optional[list[str]] = typer.Option(None, "--split", help="SPLIT=FOLDER (repeatable): use these folders "
+                                              "of ROOT as the train/val/test splits instead of reading the layout."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size to check."),
     val_batch_size: Optional[int] = typer.Option(None, "--val-batch-size", help="Validation/test batch size."),
     max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size",
@@ -272,7 +274,7 @@ def scan(
         "fail_on": fail_on, "select": _split_list(select), "ignore": _split_list(ignore), "jobs": jobs,
         "cache": False if no_cache else None, "cache_dir": str(cache_path) if cache_path else None,
         "engine": engine.strip().lower() if engine else None, "scheduler": scheduler,
-        "seed": seed, "leakage.group_regex": group_regex, "batch.batch_size": batch_size,
+        "seed": seed, "splits": split or None, "leakage.group_regex": group_regex, "batch.batch_size": batch_size,
         "batch.val_batch_size": val_batch_size, "batch.max_batch_size": max_batch_size,
         "batch.steps_per_epoch": steps_per_epoch, "batch.validation_steps": validation_steps,
         "batch.validation_split": validation_split,

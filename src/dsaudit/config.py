@@ -143,6 +143,7 @@ class AuditConfig:
     cache_dir: str = ""                   # empty: $DSAUDIT_CACHE_DIR or the user cache folder
     seed: int = 0
     thumbnails: int = 300                 # at most this many images embedded in the HTML report
+    splits: tuple[str, ...] = ()          # "train=FOLDER", "val=FOLDER": split folders (paths in ROOT) instead of inference
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
@@ -160,6 +161,16 @@ class AuditConfig:
     @property
     def fail_threshold(self) -> Severity | None:
         return None if self.fail_on == "never" else Severity.parse(self.fail_on)
+
+    def chosen_splits(self) -> dict[str, list[str]]:
+        """`splits` as {canonical split: [folders]} (validated when loaded)."""
+        from dsaudit.index.splits import canonical_split
+
+        out: dict[str, list[str]] = {}
+        for item in self.splits:
+            name, _, folder = item.partition("=")
+            out.setdefault(canonical_split(name) or name, []).append(folder.strip().strip("/"))
+        return out
 
     def resolved_jobs(self) -> int:
         return self.jobs if self.jobs and self.jobs > 0 else (os.cpu_count() or 1)
@@ -348,7 +359,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 # The command-line option that also sets a key, named in its error message.
-FLAGS = {"jobs": "--jobs", "seed": "--seed", "fail_on": "--fail-on", "engine": "--engine",
+FLAGS = {"splits": "--split", "jobs": "--jobs", "seed": "--seed", "fail_on": "--fail-on", "engine": "--engine",
          "scheduler": "--scheduler", "leakage.group_regex": "--group-regex",
          "batch.batch_size": "--batch-size", "batch.val_batch_size": "--val-batch-size",
          "batch.max_batch_size": "--max-batch-size", "batch.steps_per_epoch": "--steps-per-epoch",
@@ -461,10 +472,22 @@ def _check_group_regex(pattern: str) -> None:
                           f"{exc}") from None
 
 
+def _check_splits(items: tuple[str, ...]) -> None:
+    from dsaudit.index.splits import canonical_split
+
+    for item in items:
+        name, eq, folder = item.partition("=")
+        if not eq or not folder.strip().strip("/"):
+            raise ConfigError(f"{_label('splits')}: {item!r} must be SPLIT=FOLDER, e.g. train=TrainingData")
+        if canonical_split(name) is None:
+            raise ConfigError(f"{_label('splits')}: {name.strip()!r} is not a split name (train, val or test)")
+
+
 def _validate(cfg: AuditConfig) -> AuditConfig:
     """The loaded configuration, with choices normalised, or a ConfigError (exit 2) naming the first
     bad key and what it may be."""
     cfg = _normalise_choices(cfg)
+    _check_splits(cfg.splits)
     _check_ranges(cfg)
     _check_severity_keys(cfg)
     if cfg.leakage.group_regex:

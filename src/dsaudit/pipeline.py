@@ -31,7 +31,8 @@ THUMB_SIDE = 112
 def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
           progress: ProgressFactory | None = None) -> DatasetIndex:
     """Discover the layout and build the index (no checks)."""
-    layout = discover(root if root is not None else manifest.parent, manifest)  # type: ignore[union-attr]
+    layout = discover(root if root is not None else manifest.parent, manifest,  # type: ignore[union-attr]
+                      chosen=config.chosen_splits() or None)
     return build_index(layout, config, progress=progress)
 
 

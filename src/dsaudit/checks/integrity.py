@@ -439,8 +439,8 @@ class UnexpectedEntries(Check):
     named pipe, a device or a socket (or a link to one, such as /dev/zero) in a class folder is no
     image: a loader that opens it waits forever for a writer or reads without end, so it is an error
     and dsaudit never opens it.
-    Fix: Rename split folders to train/val/test (any case; training, valid, validation and testing also
-    work), move stray images into class folders, or describe the dataset with --manifest. Non-image
+    Fix: Rename split folders so their names hold train, val or test (any case and form: TrainingData,
+    train_dir, seg_train, valid, dev, holdout), or pass --split train=FOLDER; move stray images into class folders, or describe the dataset with --manifest. Non-image
     files beside the class folders (README, labels.csv) are reported as info only. Remove named pipes,
     device nodes and sockets from the class folders.
     """
@@ -520,6 +520,35 @@ class MissingFiles(Check):
                                paths=[issue.path], evidence={"error": issue.detail})
 
 
+class LayoutReading(Check):
+    """The split folders were read with a guess, or class names look like split names.
+
+    Why: Which folders are splits decides everything after it. Read a train/test pair as one pool and
+    its folders become two "classes": every copy between them is then reported as "one image under two
+    labels" and no leakage check runs. When the names do not say which folder is which split (folders
+    holding the same classes under names such as A/ and B/, a folder beside the splits that holds their
+    classes), dsaudit reads the layout by its shape and says so here, naming the choice it made; a pool
+    whose classes are named like splits (train/, test/ holding images directly) is reported too.
+    Fix: Check the reading in the report's layout section. If it is wrong, name the folders with
+    `--split train=FOLDER --split val=FOLDER` (or `splits = ["train=FOLDER", ...]` in the config), or
+    rename them so that their names hold train, val or test; give each split its class folders.
+    """
+
+    id = "DSA017"
+    name = "layout.split-reading"
+    severity = Severity.WARNING
+
+    KINDS = {"ambiguous_layout": "Split folders read by guess", "split_named_classes": "Classes named like splits"}
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        for kind, title in self.KINDS.items():
+            for issue in _issues(ctx, kind):
+                yield self.finding(f"{title}: {issue.path}", issue.detail, paths=[],
+                                   subject=f"{kind}:{issue.path}",
+                                   evidence={"kind": kind, "folder": issue.path,
+                                             "reading": list(ctx.index.layout.reading)})
+
+
 CHECKS = [UnreadableImage, TruncatedImage, EmptyFile, NonImageFile, ExtensionMismatch, MixedColourModes,
           TinyImage, ExtremeAspectRatio, DecompressionBomb, EmptyClassFolder, ClassMissingFromSplit,
-          ClassNameVariants, HiddenFiles, SymlinkProblem, UnexpectedEntries, MissingFiles]
+          ClassNameVariants, HiddenFiles, SymlinkProblem, UnexpectedEntries, MissingFiles, LayoutReading]

@@ -1,10 +1,11 @@
 """Find the files of a dataset and what split and class each belongs to, without opening any image.
 
-Three layouts are recognised, and the one found is reported:
+Three layouts are recognised, and the one found is reported with how and why (``Layout.reading``):
 
-* ``splits``:  ROOT/<split>/<class>/<files>, split folders matched case-insensitively against
-  train/training, val/valid/validation, test/testing. Other top-level folders are reported, not
-  guessed, and their files are not scanned.
+* ``splits``:  ROOT/<split>/<class>/<files>. Which folders are splits is read by index/splits.py from
+  their names (a split word in any case or form, with affixes: TrainingData, train_dir, seg_train),
+  through one wrapper folder, or from their shape (top-level folders holding the same classes), or
+  given with --split. Other top-level folders are reported, not guessed, and not scanned.
 * ``pool``:    ROOT/<class>/<files>, one pool with no split.
 * ``manifest``: a CSV with columns ``path,label`` and optional ``split``, ``group``; paths are
   relative to the CSV file.
@@ -29,15 +30,11 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from dsaudit.index.io import is_remote, special_file_type
+from dsaudit.index.splits import SPLIT_ORDER, Plan, canonical_split, plan_from_option, plan_layout, split_of_name
 
-SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val",
-    "test": "test", "testing": "test",
-}
-SPLIT_ORDER = ("train", "val", "test")
 SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"}
 
 
@@ -103,6 +100,7 @@ class Layout:
     entries: list[FileEntry]
     issues: list[WalkIssue] = field(default_factory=list)
     manifest: str | None = None
+    reading: list[str] = field(default_factory=list)  # how the layout was read and why, one sentence each
 
     @property
     def has_splits(self) -> bool:
@@ -116,6 +114,7 @@ class Layout:
             "classes": {k: list(v) for k, v in self.classes.items()},
             "manifest": self.manifest,
             "files": len(self.entries),
+            "reading": list(self.reading),
         }
 
 
@@ -419,20 +418,74 @@ def nothing_found(where: str, kind: str, split_names: list[str], classes: dict[s
     return DatasetError(f"{head}: {'; '.join(parts)}")
 
 
-def discover(root: Path, manifest: Path | None = None) -> Layout:
+def _local_lister(root: Path) -> Callable[[str], list[str] | None]:
+    """Visible sub-folder names (links followed, as a loader does) of a folder relative to ROOT, in
+    name order; None when it cannot be listed. Memoised: the split reading asks more than once."""
+    memo: dict[str, list[str] | None] = {}
+
+    def lister(rel: str) -> list[str] | None:
+        if rel not in memo:
+            try:
+                items = _list_dir(root / rel if rel else root)
+            except OSError:
+                memo[rel] = None
+            else:
+                memo[rel] = [e.name for e in items
+                             if not is_hidden_or_system(e.name) and _is_dir(e)]
+        return memo[rel]
+
+    return lister
+
+
+def _local_sizes(root: Path, lister) -> Callable[[str], int]:
+    """Entries directly inside the class folders of a top-level folder: which of several same-shaped
+    folders is the largest (train) when names say nothing."""
+    def sizes(rel: str) -> int:
+        total = 0
+        for name in lister(rel) or []:
+            try:
+                with os.scandir(root / rel / name) as it:
+                    total += sum(1 for _ in it)
+            except OSError:
+                pass
+        return total
+
+    return sizes
+
+
+def read_plan(lister, top_dirs: list[str], chosen: dict[str, list[str]] | None, sizes=None) -> Plan:
+    """The split plan: the --split choice when given, else read from names and shapes."""
+    if chosen:
+        return plan_from_option(lister, chosen, top_dirs)
+    return plan_layout(lister, sizes)
+
+
+def check_chosen_splits(lister, chosen: dict[str, list[str]], where: str) -> None:
+    """DatasetError (exit 2) for a --split folder that is not a folder of ROOT."""
+    for split, folders in chosen.items():
+        for folder in folders:
+            parent, _, name = folder.rstrip("/").rpartition("/")
+            if name not in (lister(parent) or []):
+                raise DatasetError(f"--split {split}={folder}: no such folder in {where}")
+
+
+def discover(root: Path, manifest: Path | None = None,
+             chosen: dict[str, list[str]] | None = None) -> Layout:
     """Work out the layout of ROOT (or read the manifest) and list every sample file.
 
-    A split or class folder that is a symlink is followed only when it stays inside ROOT and is not
-    a folder claimed already (ROOT, another split or class folder, or inside one); otherwise it is
-    reported (DSA014) and not scanned, like a folder link inside a class folder. The layout kind is
-    still decided from the folder names alone, so reporting a link never changes it."""
+    Which folders are splits is read by index/splits.py (names, one wrapper level, shapes, or the
+    `chosen` folders of --split); how and why is in `Layout.reading`. A split or class folder that is
+    a symlink is followed only when it stays inside ROOT and is not a folder claimed already (ROOT,
+    another split or class folder, or inside one); otherwise it is reported (DSA014) and not
+    scanned, like a folder link inside a class folder. The layout kind is still decided from the
+    folder names alone, so reporting a link never changes it."""
     if manifest is not None and not is_remote(str(manifest)):
         return _from_manifest(root, manifest)
     if is_remote(str(root)) or (manifest is not None and is_remote(str(manifest))):
         from dsaudit.index import remote
 
         return remote.discover(str(root) if root is not None else None,
-                               str(manifest) if manifest is not None else None)
+                               str(manifest) if manifest is not None else None, chosen=chosen)
     root = check_root(root)
     try:
         top = _list_dir(root)
@@ -442,29 +495,33 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
     issues: list[WalkIssue] = []
     walker = _Walker(root, issues)
     dirs = [e for e in top if not is_hidden_or_system(e.name) and _is_dir(e)]
-    split_dirs = [(SPLIT_ALIASES[e.name.strip().lower()], e) for e in dirs
-                  if e.name.strip().lower() in SPLIT_ALIASES]
     stray_top = [e for e in top if not is_hidden_or_system(e.name) and not _is_dir(e)]
+    lister = _local_lister(root)
+    if chosen:
+        check_chosen_splits(lister, chosen, display_path(str(root)))
+    plan = read_plan(lister, [e.name for e in dirs], chosen, _local_sizes(root, lister))
+    issues.extend(WalkIssue(kind, display_path(path), detail) for kind, path, detail in plan.warnings)
 
     entries: list[FileEntry] = []
     classes: dict[str, list[str]] = {}
     split_folders: dict[str, list[str]] = {}
     events: list[tuple] = []
 
-    if split_dirs:
+    if plan.splits:
         kind = "splits"
-        ordered = sorted(split_dirs, key=lambda x: (SPLIT_ORDER.index(x[0]), x[1].name))
-        verdicts = walker.admit_all([(e.path, _is_link(e), split, "") for split, e in ordered])
-        for (split, e), refused in zip(ordered, verdicts):
+        ordered = [(split, folder) for split in SPLIT_ORDER for folder in plan.splits.get(split, [])]
+        paths = [str(root / folder) for _, folder in ordered]
+        verdicts = walker.admit_all([(p, os.path.islink(p), split, "") for p, (split, _) in zip(paths, ordered)])
+        for (split, folder), path, refused in zip(ordered, paths, verdicts):
             if refused is not None:
                 events.append(("issue", refused))
                 continue
             if split in split_folders:
                 events.append(("issue", WalkIssue(
-                    "duplicate_split_folder", walker.rel(e.path),
+                    "duplicate_split_folder", walker.rel(path),
                     f"also the {split!r} split as {split_folders[split][0]!r}; merged", split)))
-            split_folders.setdefault(split, []).append(display_path(e.name))
-            events.extend(_class_folder_events(walker, e.path, split))
+            split_folders.setdefault(split, []).append(display_path(folder))
+            events.extend(_class_folder_events(walker, path, split))
     else:
         kind = "pool"
         if not dirs:
@@ -493,24 +550,44 @@ def discover(root: Path, manifest: Path | None = None) -> Layout:
         entries.extend(FileEntry(walker.rel(f), f, split, label) for f in files)
 
     if kind == "splits":
-        for e in dirs:
-            if e.name.strip().lower() not in SPLIT_ALIASES:
-                issues.append(WalkIssue("unknown_folder", walker.rel(e.path),
-                                        "not a recognised split name (train/training, val/valid/"
-                                        "validation, test/testing); not scanned"))
+        for folder in plan.unused:
+            issues.append(WalkIssue("unknown_folder", display_path(folder), UNKNOWN_FOLDER_DETAIL))
         for e in stray_top:
             issues.append(walker.stray(e, "file outside any split or class folder; not scanned"))
+        for wrapper in plan.wrappers:
+            issues.extend(_wrapper_strays(walker, root / wrapper))
         for e in top:
             if is_hidden_or_system(e.name):
                 issues.append(WalkIssue("hidden", walker.rel(e.path)))
     for split in classes:
         classes[split].sort()
     if not entries:
-        raise nothing_found(display_path(str(root)), kind, [display_path(e.name) for _, e in split_dirs],
+        raise nothing_found(display_path(str(root)), kind,
+                            [display_path(f) for s in SPLIT_ORDER for f in plan.splits.get(s, [])],
                             classes, issues)
     entries = [FileEntry(e.rel, e.abs_path, e.split, e.label, e.group, i) for i, e in enumerate(entries)]
     splits = [s for s in SPLIT_ORDER if s in split_folders] if kind == "splits" else [""]
-    return Layout(kind, root, splits, split_folders, classes, entries, issues)
+    return Layout(kind, root, splits, split_folders, classes, entries, issues,
+                  reading=[display_path(r) for r in plan.reading])
+
+
+UNKNOWN_FOLDER_DETAIL = ("not named like a split (train/training/trn, val/valid/validation/dev, "
+                         "test/testing/eval/holdout, with affixes); not scanned")
+
+
+def _wrapper_strays(walker: _Walker, folder: Path) -> list[WalkIssue]:
+    """Files (and hidden entries) directly in a wrapper folder read through: not scanned."""
+    try:
+        items = _list_dir(folder)
+    except OSError:
+        return []
+    out = []
+    for e in items:
+        if is_hidden_or_system(e.name):
+            out.append(WalkIssue("hidden", walker.rel(e.path)))
+        elif not _is_dir(e):
+            out.append(walker.stray(e, "file outside any split or class folder; not scanned"))
+    return out
 
 
 def parse_manifest(text: str, name: str) -> list[dict[str, str]]:
@@ -542,7 +619,7 @@ def manifest_layout(rows: list[dict[str, str]], name: str, root, locate) -> Layo
             issues.append(WalkIssue("manifest_bad_row", f"line {i}", "empty path or label"))
             continue
         raw_split = (row.get("split") or "").strip()
-        split = SPLIT_ALIASES.get(raw_split.lower(), None) if raw_split else ""
+        split = canonical_split(raw_split) if raw_split else ""
         if split is None:
             issues.append(WalkIssue("unknown_split_value", f"line {i}",
                                     f"split {raw_split!r} is not train/val/test; row not scanned"))
@@ -562,6 +639,11 @@ def manifest_layout(rows: list[dict[str, str]], name: str, root, locate) -> Layo
         entries.append(FileEntry(rel, full, split, label, (row.get("group") or "").strip(), len(entries)))
     if not entries:
         raise DatasetError(f"manifest {name} lists no existing files")
+    named = sorted(label for label in classes.get("", []) if split_of_name(label))
+    if named and set(split_folders) == {""}:
+        issues.append(WalkIssue("split_named_classes", name, (
+            f"label(s) {', '.join(map(repr, named))} are named like splits, and the manifest has no split "
+            "column: if they are splits, add a 'split' column and give each row its class label")))
     for split in classes:
         classes[split].sort()
     present = set(split_folders)

@@ -27,9 +27,9 @@ import posixpath
 import threading
 from typing import Any
 
-from dsaudit.index.layout import (SPLIT_ALIASES, SPLIT_ORDER, DatasetError, FileEntry, Layout, WalkIssue,
-                                  is_hidden_or_system, manifest_layout, no_class_folders, nothing_found,
-                                  parse_manifest)
+from dsaudit.index.layout import (SPLIT_ORDER, UNKNOWN_FOLDER_DETAIL, DatasetError, FileEntry, Layout,
+                                  WalkIssue, check_chosen_splits, is_hidden_or_system, manifest_layout,
+                                  no_class_folders, nothing_found, parse_manifest, read_plan)
 
 # Which pip extra provides each protocol, for a clear message when it is missing.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
@@ -334,7 +334,8 @@ def _list(fs, root_path: str, root_url: str) -> _Tree:
     return tree
 
 
-def discover(root_url: str | None, manifest_url: str | None = None) -> Layout:
+def discover(root_url: str | None, manifest_url: str | None = None,
+             chosen: dict[str, list[str]] | None = None) -> Layout:
     """The layout of a remote prefix (or of a remote CSV manifest), like layout.discover.
 
     The walk below mirrors layout.discover step for step (same order of entries and issues);
@@ -380,24 +381,46 @@ def discover(root_url: str | None, manifest_url: str | None = None) -> Layout:
 
     top = tree.items()
     dirs = [(n, c) for n, c in top if not is_hidden_or_system(n) and c is not None]
-    split_dirs = [(SPLIT_ALIASES[n.strip().lower()], n, c) for n, c in dirs if n.strip().lower() in SPLIT_ALIASES]
     stray_top = [n for n, c in top if not is_hidden_or_system(n) and c is None]
-    if split_dirs:
+
+    def node_at(rel: str) -> _Tree | None:
+        node: _Tree | None = tree
+        for part in (p for p in rel.split("/") if p):
+            node = node.children.get(part) if node is not None else None
+        return node
+
+    def lister(rel: str) -> list[str] | None:
+        node = node_at(rel)
+        return None if node is None else [n for n, c in node.items() if c is not None and not is_hidden_or_system(n)]
+
+    def sizes(rel: str) -> int:
+        return sum(len((node_at(f"{rel}/{n}") or _Tree()).children) for n in lister(rel) or [])
+
+    if chosen:
+        check_chosen_splits(lister, chosen, base_url)
+    plan = read_plan(lister, [n for n, _ in dirs], chosen, sizes)
+    issues.extend(WalkIssue(kind, path, detail) for kind, path, detail in plan.warnings)
+    if plan.splits:
         kind = "splits"
-        for split, name, child in sorted(split_dirs, key=lambda x: (SPLIT_ORDER.index(x[0]), x[1])):
-            if split in split_folders:
-                issues.append(WalkIssue("duplicate_split_folder", name,
-                                        f"also the {split!r} split as {split_folders[split][0]!r}; merged",
-                                        split))
-            split_folders.setdefault(split, []).append(name)
-            add_class_folders(child, name, split)
-        for name, _ in dirs:
-            if name.strip().lower() not in SPLIT_ALIASES:
-                issues.append(WalkIssue("unknown_folder", name,
-                                        "not a recognised split name (train/training, val/valid/"
-                                        "validation, test/testing); not scanned"))
+        for split in SPLIT_ORDER:
+            for folder in plan.splits.get(split, []):
+                if split in split_folders:
+                    issues.append(WalkIssue("duplicate_split_folder", folder,
+                                            f"also the {split!r} split as {split_folders[split][0]!r}; merged",
+                                            split))
+                split_folders.setdefault(split, []).append(folder)
+                add_class_folders(node_at(folder) or _Tree(), folder, split)
+        for folder in plan.unused:
+            issues.append(WalkIssue("unknown_folder", folder, UNKNOWN_FOLDER_DETAIL))
         for name in stray_top:
             issues.append(WalkIssue("stray_file", name, "file outside any split or class folder; not scanned"))
+        for wrapper in plan.wrappers:
+            for name, child in (node_at(wrapper) or _Tree()).items():
+                if is_hidden_or_system(name):
+                    issues.append(WalkIssue("hidden", f"{wrapper}/{name}"))
+                elif child is None:
+                    issues.append(WalkIssue("stray_file", f"{wrapper}/{name}",
+                                            "file outside any split or class folder; not scanned"))
         for name, _ in top:
             if is_hidden_or_system(name):
                 issues.append(WalkIssue("hidden", name))
@@ -411,11 +434,12 @@ def discover(root_url: str | None, manifest_url: str | None = None) -> Layout:
     for split in classes:
         classes[split].sort()
     if not entries:
-        raise nothing_found(base_url, kind, [name for _, name, _ in split_dirs], classes, issues)
+        raise nothing_found(base_url, kind, [f for sp in SPLIT_ORDER for f in plan.splits.get(sp, [])], classes, issues)
     entries = [FileEntry(e.rel, e.abs_path, e.split, e.label, e.group, i) for i, e in enumerate(entries)]
     splits = [s for s in SPLIT_ORDER if s in split_folders] if kind == "splits" else [""]
     # root without the trailing slash: s3://b/x and s3://b/x/ share one cache and one report name
-    return Layout(kind, base_url, splits, split_folders, classes, entries, issues)  # type: ignore[arg-type]
+    return Layout(kind, base_url, splits, split_folders, classes, entries, issues,  # type: ignore[arg-type]
+                  reading=list(plan.reading))
 
 
 def _from_manifest(root_url: str | None, manifest_url: str) -> Layout:

@@ -45,6 +45,8 @@ def render(result: ScanResult, console: Console, verbose: bool = False) -> None:
     console.print(f"[bold]dsaudit[/bold] {_safe(result.dsaudit_version)}  root: {_safe(result.root)}  "
                   f"layout: {_safe(layout)}  files: {result.summary.get('files', 0)}  "
                   f"time: {result.summary.get('duration_seconds', 0):.1f}s")
+    for line in result.layout.get("reading") or []:
+        console.print(f"layout read as: {_safe(line)}")
     classes = sorted({c for per in counts.values() for c in per})
     if classes:
         table = Table(title="Images per split and class", show_lines=False)
