@@ -162,13 +162,13 @@ def test_hidden_files_symlinks_and_unexpected_entries(clean):
     os.symlink(clean / "train", clean / "train" / "cat" / "loop")
     (clean / "notes.txt").write_text("x")
     write_image(clean / "lost.png", real_patches(1, 32, seed=41)[0])
-    write_image(clean / "holdout" / "cat" / "x.png", real_patches(1, 32, seed=40)[0])
+    write_image(clean / "scratch" / "bird" / "x.png", real_patches(1, 32, seed=40)[0])
     result = scan(clean, CFG)
     assert ids(result, "DSA013")[0].paths == ("train/cat/.DS_Store",)
     assert str(ids(result, "DSA013")[0].severity) == "info"
     assert ids(result, "DSA014")[0].evidence["kind"] == "symlink_loop"
     unexpected = {f.subject: (f.paths, str(f.severity)) for f in ids(result, "DSA015")}
-    assert unexpected == {"unknown_folder": (("holdout",), "warning"), "stray_file": (("lost.png",), "warning"),
+    assert unexpected == {"unknown_folder": (("scratch",), "warning"), "stray_file": (("lost.png",), "warning"),
                           "stray_file_other": (("notes.txt",), "info")}
 
 
