@@ -72,16 +72,17 @@ def test_nothing_without_a_batch_size(tmp_path):
     assert findings == [] and "batching" not in ctx.sections
 
 
-def test_pool_with_validation_split_gets_three_sets(tmp_path):
+def test_pool_with_validation_split_is_checked_on_its_simulated_sides(tmp_path):
+    """fit(validation_split=0.2) never iterates the whole pool: its two sides are what is batched."""
     make_split_dataset(tmp_path, {"": {"a": 25, "b": 25}}, size=16)
     findings, ctx = audit(tmp_path, ["DSA301"], batch_size=16, validation_split=0.2)
     rows = {r["name"]: r for r in ctx.sections["batching"]["sets"]}
-    assert rows["pool"]["samples"] == 50 and rows["pool"]["remainder"] == 2
+    assert "pool" not in rows
     assert rows["pool (train side of validation_split)"]["samples"] == 40
     assert rows["pool (train side of validation_split)"]["remainder"] == 8
     assert rows["pool (validation tail)"]["samples"] == 10
     found = by_subject(findings, "DSA301")
-    assert set(found) == {"split:pool", "split:pool:train-side", "split:pool:validation-tail"}
+    assert set(found) == {"split:pool:train-side", "split:pool:validation-tail"}
 
 
 def test_steps_that_skip_or_repeat(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dsaudit.cli import app
-from dsaudit.config import AuditConfig, ConfigError, load_config
+from dsaudit.config import AuditConfig, ConfigError, ProbeConfig, load_config
 from dsaudit.index.layout import DatasetError, discover
 from dsaudit.index.splits import split_of_name
 from dsaudit.pipeline import scan
@@ -63,7 +63,7 @@ def test_covid_ct_copies_between_the_splits_are_leakage_not_two_labels(tmp_path)
     _tree(root, {"TrainingData": 4, "TestingData": 2})
     copy = root / "TestingData" / "NORMAL" / "normal_0.png"
     copy.write_bytes((root / "TrainingData" / "NORMAL" / "normal_1.png").read_bytes())
-    result = scan(root, AuditConfig(cache=False, jobs=1))
+    result = scan(root, AuditConfig(cache=False, jobs=1, probe=ProbeConfig(mode="off")))
     ids = {f.check_id for f in result.findings}
     assert "DSA201" in ids and "DSA203" not in ids
     assert result.layout["classes"] == {"train": list(CLASSES), "test": list(CLASSES)}
@@ -109,7 +109,7 @@ def test_folders_with_the_same_classes_are_splits_when_names_say_nothing(tmp_pat
     assert "by shape" in layout.reading[0] and "'A' -> train" in layout.reading[0]
     warned = [i for i in layout.issues if i.kind == "ambiguous_layout"]
     assert len(warned) == 1 and "--split train=FOLDER" in warned[0].detail
-    result = scan(tmp_path, AuditConfig(cache=False, jobs=1))
+    result = scan(tmp_path, AuditConfig(cache=False, jobs=1, probe=ProbeConfig(mode="off")))
     dsa017 = [f for f in result.findings if f.check_id == "DSA017"]
     assert len(dsa017) == 1 and "'A' -> train, 'B' -> val" in dsa017[0].message
 
@@ -141,7 +141,7 @@ def test_a_pool_whose_classes_look_like_split_names_is_a_warning(tmp_path):
     assert layout.kind == "pool" and layout.classes[""] == ["test", "train"]
     warned = [i for i in layout.issues if i.kind == "split_named_classes"]
     assert len(warned) == 1 and "'train'" in warned[0].detail
-    result = scan(tmp_path, AuditConfig(cache=False, jobs=1))
+    result = scan(tmp_path, AuditConfig(cache=False, jobs=1, probe=ProbeConfig(mode="off")))
     assert [f.title for f in result.findings if f.check_id == "DSA017"] == ["Classes named like splits: test, train"]
 
 
@@ -188,7 +188,7 @@ def test_split_config_values_are_checked():
 def test_the_report_says_how_the_layout_was_read(tmp_path):
     _tree(tmp_path / "ds", {"training_set/training_set": 2, "test_set/test_set": 1})
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["scan", str(tmp_path / "ds"), "-o", str(out), "--no-cache"])
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "ds"), "-o", str(out), "--no-cache", "--no-probe"])
     assert result.exit_code in (0, 1), result.output
     assert "layout read as: split folders by name" in result.output
     html = (out / "report.html").read_text()

@@ -260,6 +260,8 @@ def scan(
                                                    help="validation_steps you pass to fit()."),
     validation_split: Optional[float] = typer.Option(None, "--validation-split",
                                                      help="Simulate Keras validation_split=F."),
+    val_split: Optional[str] = typer.Option(None, "--val-split", help="The split --validation-steps counts "
+                                            "[default: val, else the --validation-split tail, else test]."),
     probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help="Train the probe CNN [default: when "
                                          "cross-split leakage is found and TensorFlow is installed]."),
     probe_budget: Optional[float] = typer.Option(None, "--probe-budget", help="Probe wall-time budget in seconds."),
@@ -277,7 +279,7 @@ def scan(
         "seed": seed, "splits": split or None, "leakage.group_regex": group_regex, "batch.batch_size": batch_size,
         "batch.val_batch_size": val_batch_size, "batch.max_batch_size": max_batch_size,
         "batch.steps_per_epoch": steps_per_epoch, "batch.validation_steps": validation_steps,
-        "batch.validation_split": validation_split,
+        "batch.validation_split": validation_split, "batch.val_split": val_split,
         "probe.mode": None if probe is None else ("on" if probe else "off"),
         "probe.budget_seconds": probe_budget,
     }

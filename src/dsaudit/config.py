@@ -87,6 +87,7 @@ class BatchConfig:
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
     validation_split: float | None = None  # simulate Keras' tail validation_split with this fraction
+    val_split: str = ""                    # the split validation_steps counts (empty: val, else the tail, else test)
     tail_min_share: float = 0.5            # flag a class whose share in the tail is below this x its share overall
     runs_p_value: float = 0.001            # DSA312: runs-test p-value below which manifest rows count as clustered
     runs_max_ratio: float = 0.5            # DSA312: ...and observed runs at most this x the runs expected at random
@@ -364,6 +365,7 @@ FLAGS = {"splits": "--split", "jobs": "--jobs", "seed": "--seed", "fail_on": "--
          "batch.batch_size": "--batch-size", "batch.val_batch_size": "--val-batch-size",
          "batch.max_batch_size": "--max-batch-size", "batch.steps_per_epoch": "--steps-per-epoch",
          "batch.validation_steps": "--validation-steps", "batch.validation_split": "--validation-split",
+         "batch.val_split": "--val-split",
          "probe.budget_seconds": "--probe-budget"}
 
 
@@ -488,6 +490,14 @@ def _validate(cfg: AuditConfig) -> AuditConfig:
     bad key and what it may be."""
     cfg = _normalise_choices(cfg)
     _check_splits(cfg.splits)
+    if cfg.batch.val_split:
+        from dsaudit.index.splits import canonical_split
+
+        name = canonical_split(cfg.batch.val_split)
+        if name is None:
+            raise ConfigError(f"{_label('batch.val_split')}: {cfg.batch.val_split!r} is not a split name "
+                              "(train, val or test)")
+        cfg = _replace(cfg, "batch.val_split", name)
     _check_ranges(cfg)
     _check_severity_keys(cfg)
     if cfg.leakage.group_regex:

@@ -23,6 +23,7 @@ from dsaudit.index.build import ProgressFactory, build_index
 from dsaudit.index.dataset import DatasetIndex
 from dsaudit.index.engine import run_parallel
 from dsaudit.index.layout import discover, display_path
+from dsaudit.option_notes import option_notes
 from dsaudit import policy
 
 THUMB_SIDE = 112
@@ -143,6 +144,10 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
         if notify is not None:
             notify(note)
     findings, errors, ctx, check_timings = run_checks(index, config, status, notify)
+    notes = list(index.notes) + option_notes(ctx)
+    for note in notes[len(index.notes):]:
+        if notify is not None:
+            notify(note)
     findings = policy.apply_overrides(findings, config.severity)
     findings = policy.apply_baseline(findings, accepted)
     findings.sort(key=lambda f: (-int(f.severity), f.check_id, f.key))
@@ -167,7 +172,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
         meta={"command": command, "started": started.isoformat(timespec="seconds"),
               "duration_seconds": round(duration, 3), "fingerprint": index.fingerprint,
               "timings": timings, "jobs": config.resolved_jobs(), "checks": check_docs(),
-              "checks_run": list(check_timings), "dsaudit_version": __version__, "notes": list(index.notes)},
+              "checks_run": list(check_timings), "dsaudit_version": __version__, "notes": notes},
         dsaudit_version=__version__,
         thumbnails=thumbs,
     )

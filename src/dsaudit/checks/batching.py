@@ -97,11 +97,33 @@ def batch_sets(ctx: CheckContext) -> list[dict[str, Any]]:
     if cfg.validation_split and source is not None:
         head, tail, _ = tail_split(t[t["split"] == source], cfg.validation_split)
         if len(head) and len(tail):
+            # fit(validation_split=...) never iterates the whole source: the checks apply to its two sides
+            out = [s for s in out if s["split"] != source]
             out.append({"name": f"{split_name(source)} (train side of validation_split)", "split": source,
                         "role": "train", "n": len(head), "batch": b, "simulated": True})
             out.append({"name": f"{split_name(source)} (validation tail)", "split": source,
                         "role": "eval", "n": len(tail), "batch": vb, "simulated": True})
     return out
+
+
+def validation_set(config, sets: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """The set that `validation_steps` counts, and why that one: the split named by --val-split,
+    else val, else the validation tail of a simulated validation_split, else test (the split a
+    poster passes as validation_data when there is no val folder). (None, why) when there is none."""
+    wanted = config.batch.val_split
+    real = {s["split"]: s for s in sets if not s["simulated"]}
+    if wanted:
+        if wanted in real:
+            return real[wanted], f"{wanted}, named by --val-split"
+        return None, f"--val-split {wanted} names a split this dataset does not have"
+    if "val" in real:
+        return real["val"], "val"
+    tail = [s for s in sets if s["simulated"] and s["role"] == "eval"]
+    if tail:
+        return tail[0], f"{tail[0]['name']}, the validation_split simulation"
+    if "test" in real:
+        return real["test"], "test, as there is no val split (pass --val-split NAME to choose another)"
+    return None, "there is no validation split (no val or test folder, and no --validation-split simulation)"
 
 
 def _batching_section(ctx: CheckContext) -> dict[str, Any]:
@@ -193,7 +215,10 @@ class StepsCoverage(Check):
     Fix: Leave steps_per_epoch and validation_steps unset (Keras then runs one full pass), or set them to
     ceil(n / batch) as given in the evidence.
     Thresholds: none; runs when batch.steps_per_epoch or batch.validation_steps is set (--steps-per-epoch,
-    --validation-steps) together with a batch size. Exact means steps = ceil(n / batch).
+    --validation-steps) together with a batch size. Exact means steps = ceil(n / batch). validation_steps
+    counts the split named by --val-split (batch.val_split), else val, else the tail of a simulated
+    validation_split, else test; the terminal says which. On a pool with --validation-split the
+    steps and batch sizes are checked on the simulated train side and tail, not on the whole pool.
     """
 
     id = "DSA302"
@@ -205,14 +230,13 @@ class StepsCoverage(Check):
         sets = batch_sets(ctx)
         if not sets or not (cfg.steps_per_epoch or cfg.validation_steps):
             return
-        # training: a simulated train side replaces its pool; validation: val, else the simulated tail
+        # training: a simulated train side replaces its pool; validation: see validation_set
         train = [s for s in sets if s["role"] == "train" and s["simulated"]] or \
                 [s for s in sets if s["role"] == "train"]
-        evals = [s for s in sets if s["split"] == "val" and not s["simulated"]] or \
-                [s for s in sets if s["role"] == "eval" and s["simulated"]]
+        chosen, _ = validation_set(ctx.config, sets)
         rows = []
         for option, steps, group in (("steps_per_epoch", cfg.steps_per_epoch, train[:1]),
-                                     ("validation_steps", cfg.validation_steps, evals[:1])):
+                                     ("validation_steps", cfg.validation_steps, [chosen] if chosen else [])):
             if not steps:
                 continue
             for s in group:
