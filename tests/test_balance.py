@@ -53,7 +53,8 @@ def test_imbalance_warning_with_sklearn_weights_and_resampling(tmp_path):
     assert rs["target_per_class"] == 6 and rs["total_after"] == 18
     assert rs["duplicated"] == 3 and rs["discarded"] == 6
     assert rs["oversample_only_total"] == 12 + 6 + 6 and rs["undersample_only_total"] == 6 + 3 + 6
-    assert "4.00" in f.message and "'dog': 2.333" in f.message
+    assert "4.00" in f.message and "class_weight = {0: 0.5833333333333334, 1: 2.3333333333333335, 2: 1.1666666666666667}" \
+        "  # 0=cat, 1=dog, 2=eel" in f.message
     sec = ctx.sections["balance"]["splits"]["train"]
     assert sec["total"] == 21 and sec["classes"]["dog"] == {"count": 3, "share": 3 / 21, "weight": 21 / 9}
 
@@ -69,11 +70,33 @@ def test_imbalance_error_at_ratio_ten_and_balanced_split_is_quiet(tmp_path):
     assert ctx.sections["balance"]["splits"]["val"]["classes"]["a"]["weight"] == 1.0
 
 
-def test_no_imbalance_finding_below_warn_ratio(tmp_path):
-    make_split_dataset(tmp_path, {"": {"a": 8, "b": 5}}, size=16)  # ratio 1.6, pool layout
-    findings, ctx = audit(tmp_path, ["DSA101"])
-    assert only(findings, "DSA101") == []
+def test_below_the_warn_ratio_the_weights_are_info_and_below_1_5_nothing(tmp_path):
+    make_split_dataset(tmp_path / "a", {"": {"a": 8, "b": 5}}, size=16)  # ratio 1.6, pool layout
+    findings, ctx = audit(tmp_path / "a", ["DSA101"])
+    [f] = only(findings, "DSA101")
+    assert f.severity == Severity.INFO and f.title == "Class weights for pool (1.6:1, below the warning ratio)"
     assert ctx.sections["balance"]["splits"]["pool"]["imbalance_ratio"] == pytest.approx(1.6)
+    make_split_dataset(tmp_path / "b", {"train": {"a": 7, "b": 5}, "val": {"a": 8, "b": 5}}, size=16)  # 1.4
+    assert only(audit(tmp_path / "b", ["DSA101"])[0], "DSA101") == []  # val's 1.6 needs no weights
+
+
+def test_class_weights_are_keyed_by_index_in_loader_order_and_match_sklearn(tmp_path):
+    """The pneumonia poster's 'No Pneumonia'/'Yes Pneumonia' dict keyed by name is ignored by Keras."""
+    make_split_dataset(tmp_path, {"train": {"PNEUMONIA": 29, "NORMAL": 10, "covid": 4}}, size=16)
+    (tmp_path / "train" / "EMPTY").mkdir()
+    [f] = only(audit(tmp_path, ["DSA101"])[0], "DSA101")
+    ev = f.evidence
+    assert ev["class_index"] == {"EMPTY": 0, "NORMAL": 1, "PNEUMONIA": 2, "covid": 3}  # sorted(): 'c' after 'P'
+    y = np.array(["NORMAL"] * 10 + ["PNEUMONIA"] * 29 + ["covid"] * 4)
+    expected = compute_class_weight("balanced", classes=np.array(["NORMAL", "PNEUMONIA", "covid"]), y=y)
+    assert ev["keras_class_weight"] == {1: expected[0], 2: expected[1], 3: expected[2]}  # exactly equal
+    namespace: dict = {}
+    keras_line = ev["snippet"].splitlines()[1]
+    exec(keras_line, namespace)  # the pasted line is valid Python giving the same dict
+    assert namespace["class_weight"] == ev["keras_class_weight"]
+    assert keras_line.endswith("# 0=EMPTY, 1=NORMAL, 2=PNEUMONIA, 3=covid; no weight for empty class(es) EMPTY")
+    w = [repr(float(x)) for x in expected]
+    assert f"weight = torch.tensor([0.0, {w[0]}, {w[1]}, {w[2]}])" in ev["snippet"]
 
 
 def test_helpers_match_formulas():

@@ -88,3 +88,20 @@ def test_the_probe_verdict_is_one_line_at_its_real_severity(tmp_path):
     assert lines[1].startswith("Probe verdict (info): No significant inflation")
     assert text.count("+10.3 points") == 2  # the title's number and the verdict line's: stated once
     assert "DSA904" in text[text.index("Checks with findings"):]
+
+
+def test_split_shift_and_interval_widths_are_stated_in_the_terminal_even_when_clean(tmp_path):
+    from imagery import make_split_dataset
+
+    make_split_dataset(tmp_path, {"train": {"a": 20, "b": 20}, "val": {"a": 5, "b": 5},
+                                  "test": {"a": 36, "b": 4}}, size=16)
+    result = scan(tmp_path, AuditConfig(cache=False, jobs=1, select=("DSA102", "DSA103"),
+                                        probe=ProbeConfig(mode="off")))
+    text = _text(result)
+    assert "split shift: val: no shift in label proportions found against train (TVD 0.000, p = 1; label " \
+           "proportions only, not image content)" in text
+    assert "split shift: test: label proportions differ from train" in text
+    assert "accuracy interval: val: an accuracy on its 10 images is good to +/-31.0 points (95%), wider than " \
+           "the +/-5.0 bound; about 385 images reach it" in text
+    [shift] = [f for f in result.findings if f.check_id == "DSA102"]
+    assert "label proportions only" in shift.message

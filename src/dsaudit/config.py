@@ -69,6 +69,7 @@ class LeakageConfig:
 class BalanceConfig:
     imbalance_warn_ratio: float = 3.0     # largest/smallest class count
     imbalance_error_ratio: float = 10.0
+    class_weight_min_ratio: float = 1.5   # from this ratio a training split gets paste-ready class weights (info)
     shift_p_value: float = 0.01           # chi-square significance for a class-distribution shift
     shift_min_tvd: float = 0.10           # ...and minimum total variation distance to call it large
     max_ci_halfwidth: float = 0.05        # 95% CI half-width of an accuracy measured on a split
@@ -307,6 +308,7 @@ RANGES: dict[str, Range] = {
     "leakage.cluster_warn_ratio": UNIT,     # effective / raw count
     "balance.imbalance_warn_ratio": AT_LEAST_ONE,
     "balance.imbalance_error_ratio": AT_LEAST_ONE,
+    "balance.class_weight_min_ratio": AT_LEAST_ONE,
     "balance.shift_p_value": P_VALUE,
     "balance.shift_min_tvd": UNIT,
     "balance.max_ci_halfwidth": Range(0.0, 1.0, lo_open=True),

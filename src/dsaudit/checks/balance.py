@@ -9,7 +9,8 @@ Formulas (see docs/split-health.md for worked examples):
 
 * imbalance ratio = largest class count / smallest class count (classes with at least one sample);
 * 'balanced' class weight of class c = n / (k * n_c), exactly scikit-learn's
-  ``compute_class_weight("balanced", ...)``;
+  ``compute_class_weight("balanced", ...)``, printed as a Keras dict keyed by class index in
+  sorted() folder order (what Keras' loaders assign) and a PyTorch tensor in that order;
 * split shift: chi-square test of homogeneity on the 2 x k table (train counts, split counts) over the
   classes both splits share, and total variation distance TVD = 1/2 * sum_c |p_train(c) - p_split(c)|;
 * 95% confidence half-width of an accuracy measured on n samples, worst case p = 0.5:
@@ -64,6 +65,27 @@ def balanced_weights(counts: dict[str, int]) -> dict[str, float]:
     n = sum(counts.values())
     k = len(counts)
     return {c: n / (k * m) for c, m in counts.items() if m > 0}
+
+
+def paste_ready_weights(classes: list[str], counts: dict[str, int]) -> dict[str, Any]:
+    """Balanced class weights as code to paste: a Keras `class_weight` dict keyed by class index and
+    a PyTorch weight tensor, both in the order Keras' `flow_from_directory` and
+    `image_dataset_from_directory` number the class folders (Python's sorted(), so 'B' < 'a'),
+    values at full precision (repr). Keras looks weights up by integer index: a dict keyed by class
+    name is accepted by `fit` and silently does nothing. A class folder without samples keeps its
+    index but has no weight (scikit-learn refuses to weigh it); the comment says so."""
+    order = sorted(set(classes) | set(counts))
+    weights = balanced_weights({c: m for c, m in counts.items() if m > 0})
+    index = {c: i for i, c in enumerate(order)}
+    legend = ", ".join(f"{i}={c}" for c, i in index.items())
+    keras = {index[c]: weights[c] for c in order if c in weights}
+    empty = [c for c in order if c not in weights]
+    note = f"; no weight for empty class(es) {', '.join(empty)}" if empty else ""
+    keras_line = "class_weight = {" + ", ".join(f"{i}: {w!r}" for i, w in keras.items()) + "}"
+    torch_line = ("weight = torch.tensor([" + ", ".join(repr(weights.get(c, 0.0)) for c in order) + "])")
+    snippet = (f"# Keras: model.fit(..., class_weight=class_weight)\n{keras_line}  # {legend}{note}\n"
+               f"# PyTorch: torch.nn.CrossEntropyLoss(weight=weight)\n{torch_line}  # {legend}{note}")
+    return {"class_index": index, "keras_class_weight": keras, "snippet": snippet}
 
 
 def ci_halfwidth(n: int) -> float:
@@ -123,6 +145,15 @@ def _section(ctx: CheckContext) -> dict[str, Any]:
     return ctx.sections.setdefault("balance", {})
 
 
+LABELS_ONLY = "label proportions only, not image content"
+
+
+def state(ctx: CheckContext, topic: str, text: str) -> None:
+    """Say what a check tested and found, including "nothing found": `sections.statements`, which
+    the terminal summary prints, so a clean result is stated rather than left to silence."""
+    ctx.sections.setdefault("statements", []).append({"topic": topic, "text": text})
+
+
 # -- checks ----------------------------------------------------------------------------------------
 
 class ClassImbalance(Check):
@@ -136,7 +167,8 @@ class ClassImbalance(Check):
     classes or under-sample the large ones; the evidence shows what resampling to the median gives),
     collect more data for the small classes, and report per-class recall or balanced accuracy.
     Thresholds: balance.imbalance_warn_ratio (largest/smallest class count, default 3) gives a warning,
-    balance.imbalance_error_ratio (default 10) an error.
+    balance.imbalance_error_ratio (default 10) an error; from balance.class_weight_min_ratio (default
+    1.5) a training split (or pool) gets its paste-ready weights as info below the warning.
     """
 
     id = "DSA101"
@@ -158,23 +190,30 @@ class ClassImbalance(Check):
                 "split": split, "total": n, "imbalance_ratio": ratio,
                 "classes": {c: {"count": m, "share": m / n, "weight": weights[c]} for c, m in counts.items()},
             }
-            if len(counts) < 2 or ratio < cfg.imbalance_warn_ratio:
+            trains = split in ("train", "")
+            floor = min(cfg.class_weight_min_ratio, cfg.imbalance_warn_ratio) if trains else cfg.imbalance_warn_ratio
+            if len(counts) < 2 or ratio < floor:
                 continue
-            severity = Severity.ERROR if ratio >= cfg.imbalance_error_ratio else Severity.WARNING
+            severity = (Severity.ERROR if ratio >= cfg.imbalance_error_ratio else
+                        Severity.WARNING if ratio >= cfg.imbalance_warn_ratio else Severity.INFO)
             major = max(counts, key=lambda c: (counts[c], c))
             minor = min(counts, key=lambda c: (counts[c], c))
             resampled = resample_to_median(counts)
-            wtxt = ", ".join(f"{c!r}: {w:.3f}" for c, w in weights.items())
+            paste = paste_ready_weights(list(ctx.index.layout.classes.get(split, [])), counts) if trains else {}
+            weights_text = (f"Balanced class weights, ready to paste:\n{paste['snippet']}\n" if trains else
+                            "Class weights belong to the training split; here report per-class metrics. ")
+            title = (f"Class imbalance {ratio:.1f}:1 in {split_name(split)}" if severity > Severity.INFO else
+                     f"Class weights for {split_name(split)} ({ratio:.1f}:1, below the warning ratio)")
             yield self.finding(
-                f"Class imbalance {ratio:.1f}:1 in {split_name(split)}",
+                title,
                 f"In {split_name(split)}, {major!r} has {counts[major]} samples ({pct(counts[major] / n)}) "
                 f"and {minor!r} {counts[minor]} ({pct(counts[minor] / n)}): a ratio of {ratio:.2f}. "
                 f"Always predicting {major!r} scores {pct(counts[major] / n)} accuracy. "
-                f"Balanced class weights: {{{wtxt}}}. Resampling every class to the median "
+                f"{weights_text}Resampling every class to the median "
                 f"({resampled['target_per_class']}) would duplicate {resampled['duplicated']} and drop "
                 f"{resampled['discarded']} samples.",
                 subject=f"split:{split_name(split)}", severity=severity,
-                evidence={
+                evidence={**paste,
                     "split": split_name(split), "total": n, "counts": counts,
                     "shares": {c: m / n for c, m in counts.items()},
                     "imbalance_ratio": ratio, "majority": major, "minority": minor,
@@ -187,6 +226,10 @@ class ClassImbalance(Check):
 
 class SplitShift(Check):
     """Class proportions of a validation or test split differ from those of train.
+
+    This compares label proportions only: whether the images themselves differ between the splits
+    (content drift: another scanner, another hospital, other lighting) is not tested here. The
+    terminal states the result for every split compared, "no shift found" included.
 
     Why: A model is tuned to the class priors it trains on; when validation or test has different
     proportions, accuracy there is not comparable with training accuracy and early stopping or model
@@ -236,7 +279,11 @@ class SplitShift(Check):
                 "p_threshold": cfg.shift_p_value, "tvd_threshold": cfg.shift_min_tvd,
             }
             results[split] = res
-            if not (p < cfg.shift_p_value and tvd >= cfg.shift_min_tvd):
+            shifted = p < cfg.shift_p_value and tvd >= cfg.shift_min_tvd
+            state(ctx, "split shift", (f"{split}: label proportions differ from train" if shifted else
+                                       f"{split}: no shift in label proportions found against train")
+                  + f" (TVD {tvd:.3f}, p = {p:.2g}; {LABELS_ONLY})")
+            if not shifted:
                 continue
             worst = sorted(shared, key=lambda c: -abs(diffs[c]))[:3]
             detail = "; ".join(f"{c!r} {pct(pa[shared.index(c)])} in train vs "
@@ -245,7 +292,8 @@ class SplitShift(Check):
                 f"Class proportions in {split} differ from train (TVD {tvd:.2f})",
                 f"The class mix of {split} differs from train: total variation distance {tvd:.3f} "
                 f"(share of samples that would have to change class), chi-square {chi2:.1f} with {dof} "
-                f"degrees of freedom, p = {p:.2g}. Largest differences: {detail}.",
+                f"degrees of freedom, p = {p:.2g}. Largest differences: {detail}. This compares label "
+                "proportions only; whether the images themselves differ (content drift) is not tested here.",
                 subject=f"split:{split}", evidence=res)
         _section(ctx)["shift"] = results
 
@@ -300,6 +348,9 @@ class SmallSplit(Check):
             ev = {"split": name, "total": n, "ci_halfwidth": h, "per_class": per_class,
                   "bound": bound, "needed_for_bound": need, "z": Z95}
             table[name] = ev
+            state(ctx, "accuracy interval", f"{name}: an accuracy on its {n} images is good to +/-{100 * h:.1f} "
+                  f"points (95%)" + (f", wider than the +/-{100 * bound:.1f} bound; about {need} images reach it"
+                                     if h > bound else ""))
             if h <= bound:
                 continue
             worst = min(counts, key=lambda c: (counts[c], c))

@@ -111,6 +111,12 @@ def render(result: ScanResult, console: Console, verbose: bool = False) -> None:
     for f in sorted(verdicts, key=lambda f: -int(f.severity)):
         console.print(f"\n[{STYLE[f.severity]}]Probe verdict ({f.severity}):[/{STYLE[f.severity]}] "
                       f"{_safe(probe_line(f))}")
+    statements = (result.sections or {}).get("statements") or []
+    if statements:
+        console.print("")
+    for st in statements:
+        if isinstance(st, Mapping):
+            console.print(f"{_safe(st.get('topic', ''))}: {_safe(st.get('text', ''))}")
     listed = [f for f in active if not is_probe_verdict(f)]
     for severity in sorted(Severity, reverse=True):
         group = [f for f in listed if f.severity == severity]
@@ -121,6 +127,10 @@ def render(result: ScanResult, console: Console, verbose: bool = False) -> None:
             limit = len(of_check) if verbose else MAX_PER_CHECK
             for f in of_check[:limit]:
                 console.print(f"  [{STYLE[severity]}]{f.check_id}[/{STYLE[severity]}] {_safe(f.title)}")
+                snippet = f.evidence.get("snippet") if isinstance(f.evidence, Mapping) else None
+                if isinstance(snippet, str):  # code to paste (class weights): printed whole, as text
+                    for line in snippet.splitlines():
+                        console.print(f"      {printable(line)}", markup=False, highlight=False, soft_wrap=True)
             if len(of_check) > limit:
                 console.print(f"  ... {len(of_check) - limit} more {check_id} (see report.json, or --verbose)")
     baselined = sum(1 for f in result.findings if f.baselined)
