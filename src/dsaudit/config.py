@@ -100,6 +100,7 @@ class ProbeConfig:
     budget_seconds: float = 300.0
     min_inflation: float = 0.05           # inflation (accuracy points as a fraction) that makes an error
     p_value: float = 0.05
+    min_power: float = 0.05               # auto mode skips a probe whose test has, at best, less chance than this to find min_inflation
     max_train: int = 5000                 # largest training subsample per probe run (memorisation shows on small ones)
     max_epochs: int = 20                  # epochs per run when the budget allows (raised for tiny subsamples)
 
@@ -329,6 +330,7 @@ RANGES: dict[str, Range] = {
     "probe.budget_seconds": Range(0.0),     # 0: the probe is skipped
     "probe.min_inflation": UNIT,            # accuracy points as a fraction
     "probe.p_value": P_VALUE,
+    "probe.min_power": UNIT,
     "probe.max_train": COUNT,
     "probe.max_epochs": COUNT,
     "content.dark_max_p95": UNIT,

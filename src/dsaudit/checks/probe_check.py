@@ -13,6 +13,7 @@ import traceback
 from typing import Any, Iterable
 
 
+from dsaudit.checks.balance import state
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
 from dsaudit.probe import design as D
@@ -36,9 +37,11 @@ def probe_result(ctx: CheckContext) -> dict[str, Any]:
     if RESULT_KEY in ctx.artifacts:
         return ctx.artifacts[RESULT_KEY]
     cfg = ctx.config.probe
-    table = ctx.index.table
+    table, simulated = probe_table(ctx)
     pairs = ctx.artifacts.get("leakage.pairs")
     out: dict[str, Any] = {"mode": cfg.mode, "status": "skipped"}
+    if simulated:
+        out["held_out"] = simulated
     n_cross = D.cross_split_pair_count(table, pairs)
     pair_sets = D.leak_sets_from_pairs(table, pairs)
     has_groups = "group" in table and bool((table["group"].fillna("").astype(str) != "").any())
@@ -57,7 +60,9 @@ def probe_result(ctx: CheckContext) -> dict[str, Any]:
     elif cfg.budget_seconds <= 0:
         reason = "probe budget is zero"
     elif not has_train or not has_held:
-        reason = "the probe needs a train split and a val or test split"
+        reason = "the probe needs a train split and a val or test split" + (
+            "; this is one pool: add --validation-split F to hold out its tail as Keras would"
+            if set(table["split"].astype(str)) <= {""} else "")
     elif cfg.mode == "auto" and not (len(pair_sets.leaked) or n_group_leaked):
         reason = "no leakage between training and held-out images was found"
     elif not tensorflow_available():
@@ -68,20 +73,36 @@ def probe_result(ctx: CheckContext) -> dict[str, Any]:
         ctx.sections["probe"] = out
         return out
 
-    from dsaudit.probe.runner import run_probe
-
     budget = float(cfg.budget_seconds)
     jobs = []
     if len(pair_sets.leaked) or not n_group_leaked:
         jobs.append(("pairs", pair_sets))
     if n_group_leaked:
         jobs.append(("groups", group_sets))
+    results: dict[str, Any] = {}
+    if cfg.mode == "auto":  # decide before training: skip a test that cannot be conclusive
+        for name, sets in list(jobs):
+            why = underpowered(len(sets.leaked), cfg.min_inflation, cfg.p_value, cfg.min_power)
+            if why:
+                state(ctx, "probe", f"{WORDING[name][2].lower()} not measured: {why}")
+                results[name] = {"status": "skipped", "reason": why, "source": name,
+                                 "power": D.detection_power(len(sets.leaked), cfg.min_inflation, cfg.p_value)}
+                jobs.remove((name, sets))
+        if not jobs:
+            out.update({"reason": "; ".join(r["reason"] for r in results.values()),
+                        "leakage": results.get("pairs"), "group_leakage": results.get("groups")})
+            out = D.jsonable(out)
+            ctx.artifacts[RESULT_KEY] = out
+            ctx.sections["probe"] = out
+            return out
+
+    from dsaudit.probe.runner import run_probe
+
     out["status"] = "ran"
     out["budget_seconds"] = budget
     if ctx.notify:
         ctx.notify(f"training the probe CNN to measure what the leakage costs (up to {budget:.0f} s; "
                    "--no-probe skips it)")
-    results = {}
     started = time.monotonic()
     for i, (name, sets) in enumerate(jobs):
         # the remaining budget, shared by the probes still to run
@@ -97,6 +118,40 @@ def probe_result(ctx: CheckContext) -> dict[str, Any]:
     ctx.artifacts[RESULT_KEY] = out
     ctx.sections["probe"] = out
     return out
+
+
+def probe_table(ctx: CheckContext):
+    """The index table as the probe sees it, and how its held-out split was made ("" for real
+    splits): on a pool with --validation-split, the tail Keras' fit(validation_split=F) would hold
+    out is the val split and the rest train, as the batch and ordering checks simulate it."""
+    from dsaudit.checks.balance import samples, tail_split
+
+    table = ctx.index.table
+    fraction = ctx.config.batch.validation_split
+    if not fraction or not set(table["split"].astype(str)) <= {""}:
+        return table, ""
+    head, tail, _ = tail_split(samples(table), fraction)
+    if not len(head) or not len(tail):
+        return table, ""
+    simulated = table.copy()
+    simulated["split"] = "train"
+    simulated.loc[tail.index, "split"] = "val"
+    return simulated, f"the last {fraction:g} of the pool in loader order (--validation-split {fraction:g})"
+
+
+def underpowered(n: int, effect: float, alpha: float, min_power: float) -> str:
+    """Why a probe on `n` leaked evaluation images is not worth training, or "" when it is: even in
+    the most favourable case its test has less than `min_power` chance of finding an inflation of
+    `effect` (design.detection_power), so it would end in "cannot tell"."""
+    power = D.detection_power(n, effect, alpha)
+    if power >= min_power:
+        return ""
+    need = D.images_for_power(effect, alpha, 0.8)
+    least = D.smallest_significant_count(alpha)
+    return (f"{n} leaked evaluation image(s) give the probe's McNemar test at most a {power:.0%} chance of "
+            f"detecting a {100 * effect:.0f}-point inflation (it needs at least {least} images on which the "
+            f"two runs disagree, all one way); about {need} leaked images would give 80%, so it was not "
+            "trained; run it anyway with --probe")
 
 
 def _fmt(x: float | None) -> str:
@@ -121,9 +176,10 @@ def _inflation_finding(check: Check, ctx: CheckContext, res: dict[str, Any],
     cfg = ctx.config.probe
     what, which, subject_word = WORDING[source]
     if res and res.get("status") == "skipped":
+        reason = str(res.get("reason") or "")
+        hint = " Raise --probe-budget to measure it." if "budget" in reason and "--probe" not in reason else ""
         yield check.finding(f"The probe could not measure what the {what} cost",
-                            f"The probe did not train: {res.get('reason')}. Raise --probe-budget "
-                            "to measure it.", severity=Severity.INFO,
+                            f"The probe did not train: {reason}.{hint}", severity=Severity.INFO,
                             subject=f"probe:{res.get('source')}",
                             evidence={"reason": res.get("reason"), "source": res.get("source")})
         return

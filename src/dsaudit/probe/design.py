@@ -103,6 +103,47 @@ def class_adjusted_gap(leaked_correct: np.ndarray, leaked_labels: np.ndarray,
             "images_used": int(keep.sum())}
 
 
+def smallest_significant_count(alpha: float) -> int:
+    """The fewest discordant images, all favouring one run, that make the exact two-sided McNemar
+    test significant at `alpha` (6 at 0.05: p = 2 * 0.5**6 = 0.031)."""
+    d = 1
+    while 2.0 * 0.5 ** d >= alpha:
+        d += 1
+    return d
+
+
+def detection_power(n: int, effect: float, alpha: float) -> float:
+    """An upper bound on the chance that the probe's McNemar test finds an inflation of `effect`
+    (a fraction, 0.05 = 5 points) on `n` leaked evaluation images.
+
+    The most favourable case for the test: every image on which the two runs disagree favours the
+    run with the leaked partners, so the disagreements number D ~ Binomial(n, effect), and the test
+    is significant once D reaches smallest_significant_count(alpha). Any disagreement the other way
+    only lowers the power, so below this bound no training can make the result conclusive."""
+    from scipy.stats import binom
+
+    if n <= 0 or effect <= 0:
+        return 0.0
+    need = smallest_significant_count(alpha)
+    return float(binom.sf(need - 1, n, min(effect, 1.0)))
+
+
+def images_for_power(effect: float, alpha: float, power: float = 0.8, limit: int = 10**7) -> int:
+    """The fewest leaked evaluation images for which detection_power reaches `power`."""
+    lo, hi = 1, 1
+    while detection_power(hi, effect, alpha) < power:
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            return limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if detection_power(mid, effect, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 # ---------------------------------------------------------------------------------------------
 # who leaks into what
 # ---------------------------------------------------------------------------------------------
