@@ -167,8 +167,11 @@ def test_demo_dataset_report_in_chromium(browser, tmp_path):
         assert [u for u in events["requests"] if u != report.as_uri() and not u.startswith("data:")] == []
         assert "Gate failed" in page.locator("#verdict").inner_text()
         assert page.locator("article.finding").count() == min(len(result.findings), html_render.MAX_FINDINGS)
-        broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth))"
-                               ".length")
+        # images far down the page load as they are scrolled to (loading=lazy): scroll to each
+        page.evaluate("""async () => { for (const i of Array.from(document.images)) {
+            if (i.offsetParent !== null) { i.scrollIntoView(); await i.decode().catch(() => null); } } }""")
+        broken = page.evaluate("Array.from(document.images).filter(i => i.offsetParent !== null && "
+                               "!(i.complete && i.naturalWidth)).length")
         assert broken == 0 and page.locator("img.thumb").count() > 0
         shot = _artifact_dir(tmp_path) / "demo-report.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -202,5 +205,83 @@ def test_hostile_names_from_a_real_scan_stay_text(browser, tmp_path):
         text = page.inner_text("body")
         assert '"><svg onload=alert(2)>.jpg' in text and "<script>" in text
         assert page.evaluate("document.querySelectorAll('svg[onload], img[onerror], script').length") == 1
+    finally:
+        context.close()
+
+
+def _many_groups_result(groups: int = 520):
+    """A report of `groups` cross-split duplicate groups (as CIFAR-10's 522), one or two pairs each,
+    every image a real 32-px JPEG (a different one per path)."""
+    from dsaudit.findings import Finding, ScanResult, Severity
+    from imagery import real_patches
+    from test_render_html import CHECK_DOCS, data_uri
+
+    patches = real_patches(1200, size=32, seed=2, stride=8)
+    findings, thumbs, k = [], {}, 0
+    for i in range(groups):
+        a = f"train/class_{i % 10}/{i:05d}.jpg"
+        pairs = []
+        for j in range(1 + i % 2):
+            b = f"val/class_{i % 10}/{i:05d}_copy{j}.jpg"
+            pairs.append({"a": a, "b": b, "split_a": "train", "split_b": "val", "label_a": f"class_{i % 10}",
+                          "label_b": f"class_{i % 10}", "kind": "near", "distance": 4, "similarity": 0.95,
+                          "transform": ("hflip", "crop/zoom+shift", "")[i % 3]})
+        for p in [a] + [pr["b"] for pr in pairs]:
+            thumbs[p] = data_uri(patches[k % len(patches)], size=32)
+            k += 1
+        findings.append(Finding("DSA202", Severity.ERROR, f"Near-duplicate group {i} across train and val",
+                                "Copies across splits.", paths=tuple([a] + [pr["b"] for pr in pairs]),
+                                evidence={"display": "pairs", "pairs": pairs}, check_name="leak.near-duplicate"))
+    return ScanResult(root="/data/cifar", layout={"kind": "splits", "splits": ["train", "val"]},
+                      summary={"files": 60000, "images": 60000}, findings=findings, check_errors=[], config={},
+                      gate={"fail_on": "error", "passed": False, "exit_code": 1,
+                            "counts": {"error": groups, "warning": 0, "info": 0}},
+                      meta={"checks": CHECK_DOCS}, thumbnails=thumbs)
+
+
+def test_a_report_with_500_duplicate_groups_opens_fast_and_every_group_shows_its_images(browser, tmp_path):
+    result = _many_groups_result(520)
+    report = html_render.write(result, tmp_path / "report.html")
+    html = report.read_text(encoding="utf-8")
+    assert "more in report.json" not in html and "left out" not in html  # nothing capped at this size
+    context, page, events = _open(browser, report.as_uri())
+    try:
+        seconds = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd / 1000")
+        print(f"\n520-group report: {report.stat().st_size / 1e6:.2f} MB, load event after {seconds:.2f} s")
+        assert seconds < 2.0
+        assert [c for c in events["console"] if c[0] in ("error", "warning")] == [] and events["pageerrors"] == []
+        assert [u for u in events["requests"] if u != report.as_uri() and not u.startswith("data:")] == []
+        pages = page.evaluate("document.querySelectorAll('#gallery .gitem').length")
+        assert pages == 520 and page.locator("#gallery-pager").is_visible()
+        assert page.locator("#gallery .gitem:visible").count() == html_render.GALLERY_PAGE
+        checked = 0
+        for n in range(-(-520 // html_render.GALLERY_PAGE)):
+            page.evaluate(f"window.dsauditGalleryPage({n})")
+            # every group on the page: all its images (2 per pair) decode to real pictures when shown
+            counts = page.evaluate("""async () => {
+                const groups = Array.from(document.querySelectorAll('#gallery .gitem')).filter(g => !g.hidden);
+                const out = [];
+                for (const g of groups) {
+                    const imgs = Array.from(g.querySelectorAll('img.thumb'));
+                    g.scrollIntoView();
+                    await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+                    out.push([imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+                              g.querySelectorAll('.pair').length, g.querySelectorAll('.thumb.ph').length]);
+                }
+                return out;
+            }""")
+            for n_img, n_ok, n_pairs, n_placeholders in counts:
+                assert n_pairs >= 1 and n_img == 2 * n_pairs == n_ok and n_placeholders == 0
+            checked += len(counts)
+        assert checked == 520
+        # each finding card shows its own pairs side by side, with the transform in words
+        card = page.locator("article.finding").first
+        assert card.locator(".pair img.thumb").count() >= 2
+        assert "The right image is the left one" in page.locator("#findings-list").inner_text()
+        # the card's link opens the gallery page that holds the group
+        last = page.locator("article.finding").nth(519)
+        last.locator("a", has_text="All pairs in the gallery").click()
+        page.wait_for_function("document.getElementById(location.hash.slice(1)) && "
+                               "!document.getElementById(location.hash.slice(1)).hidden")
     finally:
         context.close()

@@ -145,7 +145,8 @@ class AuditConfig:
     cache: bool = True
     cache_dir: str = ""                   # empty: $DSAUDIT_CACHE_DIR or the user cache folder
     seed: int = 0
-    thumbnails: int = 300                 # at most this many images embedded in the HTML report
+    thumbnails: int = 20000               # at most this many images embedded in the HTML report (0: none)
+    thumbnail_bytes: int = 8_000_000      # ...within this many bytes of embedded images: the budget that binds
     splits: tuple[str, ...] = ()          # "train=FOLDER", "val=FOLDER": split folders (paths in ROOT) instead of inference
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
@@ -292,6 +293,7 @@ RANGES: dict[str, Range] = {
     "jobs": Range(0, 4096),                 # 0: all cores; the bound keeps thread counts sane (TensorFlow's are C ints)
     "seed": Range(0, 2**32 - 1),            # what numpy's and TensorFlow's global seeding accept
     "thumbnails": OPTIONAL_COUNT,           # 0: no thumbnails
+    "thumbnail_bytes": OPTIONAL_COUNT,      # 0: no thumbnails
     "integrity.min_side": COUNT,
     "integrity.max_aspect_ratio": AT_LEAST_ONE,
     "integrity.max_pixels": COUNT,

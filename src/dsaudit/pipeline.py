@@ -26,7 +26,7 @@ from dsaudit.index.layout import discover, display_path
 from dsaudit.option_notes import option_notes
 from dsaudit import policy
 
-THUMB_SIDE = 112
+THUMB_SIDE = 96
 
 
 def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
@@ -106,28 +106,48 @@ def _thumbnail(abs_path: str) -> str:
         return ""
 
 
-def make_thumbnails(index: DatasetIndex, findings: list[Finding], limit: int, jobs: int) -> dict[str, str]:
-    """Thumbnails for the paths the HTML report shows first: leaked pairs, then other findings."""
-    if limit <= 0:
-        return {}
-    wanted: list[str] = []
-    seen: set[str] = set()
-    ordered = sorted(findings, key=lambda f: (not f.check_id.startswith("DSA2"), -int(f.severity)))
+def thumbnail_order(findings: list[Finding]) -> list[str]:
+    """Paths in the order the HTML report shows them: the first pair of every finding that shows
+    pairs, then every second pair, and so on (so every group gets its images before any group gets
+    many), then the images of image findings, then other findings' paths."""
+    wanted: dict[str, None] = {}
+    ordered = sorted(findings, key=lambda f: -int(f.severity))
+    pair_lists = [[p for p in f.evidence.get("pairs") or [] if isinstance(p, dict)]
+                  for f in ordered if isinstance(f.evidence, dict)]
+    for k in range(max((len(p) for p in pair_lists), default=0)):
+        for pairs in pair_lists:
+            if k < len(pairs):
+                for p in (pairs[k].get("a"), pairs[k].get("b")):
+                    if p:
+                        wanted.setdefault(str(p), None)
     for f in ordered:
-        pairs = f.evidence.get("pairs") if isinstance(f.evidence, dict) else None
-        candidates = [p for pair in (pairs or [])[:50] for p in (pair.get("a"), pair.get("b"))] + list(f.paths[:12])
-        for p in candidates:
-            if p and p not in seen:
-                seen.add(p)
-                wanted.append(p)
-        if len(wanted) >= limit:
-            break
-    wanted = wanted[:limit]
+        for p in f.paths[:12]:
+            wanted.setdefault(p, None)
+    return list(wanted)
+
+
+def make_thumbnails(index: DatasetIndex, findings: list[Finding], limit: int, jobs: int,
+                    max_bytes: int = 8_000_000) -> dict[str, str]:
+    """Thumbnails for the paths the HTML report shows, in thumbnail_order, until `max_bytes` of
+    data URIs (the budget that binds: a 32-px image costs a tenth of a large photo) or `limit`
+    images; made in chunks, so the work stops where the budget does."""
+    if limit <= 0 or max_bytes <= 0:
+        return {}
     t = index.table
     readable = t[t["readable"]].set_index("path")["abs_path"]
-    paths = [p for p in wanted if p in readable.index]
-    uris = run_parallel(_thumbnail, [readable[p] for p in paths], jobs)
-    return {p: u for p, u in zip(paths, uris) if u}
+    paths = [p for p in thumbnail_order(findings) if p in readable.index][:limit]
+    out: dict[str, str] = {}
+    used = 0
+    chunk = max(64, 32 * max(1, jobs))
+    for start in range(0, len(paths), chunk):
+        part = paths[start:start + chunk]
+        for p, uri in zip(part, run_parallel(_thumbnail, [readable[p] for p in part], jobs)):
+            if uri and used + len(uri) <= max_bytes:
+                out[p] = uri
+                used += len(uri)
+        if used >= max_bytes * 0.98:
+            break
+    return out
 
 
 def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *,
@@ -155,7 +175,8 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
     thumbs: dict[str, str] = {}
     if thumbnails:
         t_thumb = time.perf_counter()
-        thumbs = make_thumbnails(index, findings, config.thumbnails, config.resolved_jobs())
+        thumbs = make_thumbnails(index, findings, config.thumbnails, config.resolved_jobs(),
+                                 config.thumbnail_bytes)
         index.timings["thumbnails"] = time.perf_counter() - t_thumb
     duration = time.perf_counter() - t0
     timings = {k: round(v, 4) for k, v in index.timings.items()}

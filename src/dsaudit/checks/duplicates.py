@@ -93,7 +93,7 @@ class ExactDuplicateLeak(Check):
                 f"{paths[0]} and {len(group) - 1} more file(s) hold the same image in "
                 f"{len(counts)} splits ({what}).",
                 paths=paths,
-                evidence={"pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
+                evidence={"display": "pairs", "pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
                           "splits": counts, "kinds": kinds},
             )
 
@@ -133,7 +133,7 @@ class NearDuplicateLeak(Check):
                 f"{len(cross_near)} cross-split near-duplicate pair(s), best aligned similarity "
                 f"{best:.3f}" + (f"; transforms seen: {', '.join(tr)}" if tr else "") + ".",
                 paths=_paths(names, group),
-                evidence={"pairs": _pair_evidence(cols, _first(rows, is_cross_near), names),
+                evidence={"display": "pairs", "pairs": _pair_evidence(cols, _first(rows, is_cross_near), names),
                           "n_pairs": int(len(rows)), "splits": counts, "max_similarity": best},
             )
 
@@ -163,7 +163,7 @@ class ConflictingLabels(Check):
                 f"{len(group)} copies of one image under {len(labs)} classes ({', '.join(labs)})",
                 f"{int(differs.sum())} duplicate pair(s) carry different labels: {', '.join(labs)}.",
                 paths=_paths(names, group),
-                evidence={"pairs": _pair_evidence(cols, _first(rows, differs), names),
+                evidence={"display": "pairs", "pairs": _pair_evidence(cols, _first(rows, differs), names),
                           "n_pairs": int(len(rows)), "labels": labs, "splits": _split_counts(group, splits)},
             )
 
@@ -234,7 +234,7 @@ class DuplicatesWithinSplit(Check):
                 f"duplicate clusters inside {where}: {len(files)} files in {len(clusters)} cluster(s)",
                 msg + ".",
                 paths=_paths(names, files),
-                evidence={"pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
+                evidence={"display": "pairs", "pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
                           "clusters": [_paths(names, c) for c in clusters[:100]],
                           "effective_counts": {lab: v for lab, v in sorted(classes.items())},
                           "low_classes": sorted(low)},
@@ -274,7 +274,7 @@ class GroupLeak(Check):
                 f"group {name!r} is in {len(splits)} splits ({', '.join(f'{s}: {counts[s]}' for s in splits)})",
                 f"{len(grp)} files of group {name!r} are spread over {', '.join(splits)}.",
                 paths=[str(p) for p in grp["path"]],
-                evidence={"group": str(name), "splits": {s: int(counts[s]) for s in splits}},
+                evidence={"display": "images", "group": str(name), "splits": {s: int(counts[s]) for s in splits}},
                 subject=f"group:{name}",
             )
 

@@ -30,11 +30,14 @@ from dsaudit.render.text import clean
 
 # Caps for huge datasets. The defaults keep a report of thousands of findings around a few MB.
 MAX_FINDINGS = 1000            # finding cards rendered in full (the rest are counted per check)
-MAX_PAIRS = 150                # pairs shown in the leakage gallery (all of them are in report.json)
-MAX_PAIRS_PER_FINDING = 12     # pairs shown per leakage finding
+MAX_PAIRS = 6000               # pairs shown in the gallery, paged (all of them are in report.json)
+MAX_PAIRS_PER_FINDING = 12     # pairs shown per finding in the gallery
+CARD_PAIRS = 1                 # pairs shown side by side in the finding card itself
 MAX_CLUSTER_MEMBERS = 8        # thumbnails per duplicate cluster
-MAX_THUMBNAILS = 400           # <img> thumbnails embedded in total
-MAX_THUMBNAIL_BYTES = 6_000_000  # bytes of data URIs embedded in total
+EAGER_CARDS = 20               # finding cards whose images load with the page (the rest as scrolled to)
+GALLERY_PAGE = 50              # groups per gallery page (the script pages; without it all show)
+MAX_THUMBNAILS = 20000         # <img> thumbnails embedded in total: a safety cap, the bytes bind
+MAX_THUMBNAIL_BYTES = 8_000_000  # bytes of data URIs embedded in total: the budget (within MAX_BYTES)
 MAX_BYTES = 14_000_000         # the whole file; caps are halved until the report fits
 MAX_CHART_CLASSES = 30         # bars per class-count chart
 MAX_TABLE_ROWS = 300           # rows of any generic table / classes in the overview table
@@ -485,7 +488,40 @@ def _fail_threshold(gate: Mapping[str, Any]) -> int | None:
     return rank or None
 
 
-def _pair_view(pair: Mapping[str, Any], check_id: str, thumbs: _Thumbs) -> dict[str, Any]:
+TRANSFORM_WORDS = {
+    "hflip": "mirrored left to right", "vflip": "flipped upside down", "rot180": "turned 180\u00b0",
+    "rot90": "turned 90\u00b0 anticlockwise", "rot270": "turned 90\u00b0 clockwise",
+    "transpose": "mirrored across the diagonal", "transverse": "mirrored across the other diagonal",
+    "crop/zoom": "cropped or zoomed", "shift": "shifted by a few pixels",
+    "pad/border": "with a border or padding added or removed",
+    "brightness/contrast": "brighter, darker or with another contrast", "resize": "resized",
+}
+
+
+def match_words(pair: Mapping[str, Any]) -> str:
+    """How a pair was matched, in words a user can check by eye against the two pictures."""
+    kind = str(pair.get("kind", ""))
+    if kind == "bytes":
+        return "The same file, byte for byte."
+    if kind == "pixels":
+        return "The same pixels, saved as another file (another format, name or metadata)."
+    parts = []
+    for token in str(pair.get("transform") or "").split("+"):
+        token = token.strip()
+        turned = re.fullmatch(r"rotate ([+-]?\d+)deg", token)
+        if turned:
+            parts.append(f"turned by about {abs(int(turned.group(1)))}\u00b0")
+        elif token:
+            parts.append(TRANSFORM_WORDS.get(token, token))
+    sim = pair.get("similarity")
+    score = f" (similarity {_num(sim)} once lined up)" if _is_num(sim) else ""
+    if not parts:
+        return f"The right image looks like the left one, re-saved or resized{score}."
+    return f"The right image is the left one {', '.join(parts)}{score}."
+
+
+def _pair_view(pair: Mapping[str, Any], check_id: str, thumbs: _Thumbs | None = None) -> dict[str, Any]:
+    """One pair: its two sides (thumbnails filled in later by _fill, under the byte budget)."""
     a, b = str(pair.get("a", "")), str(pair.get("b", ""))
     label_a, label_b = pair.get("label_a"), pair.get("label_b")
     conflict = check_id == "DSA203" or (
@@ -506,15 +542,36 @@ def _pair_view(pair: Mapping[str, Any], check_id: str, thumbs: _Thumbs) -> dict[
         facts.append(f"transform: {pair['transform']}")
 
     def side(path: str, split: Any, label: Any) -> dict[str, Any]:
-        return {"path": path, "split": "" if split is None else str(split),
-                "label": "" if label is None else str(label), **thumbs.get(path)}
+        out = {"path": path, "split": "" if split is None else str(split),
+               "label": "" if label is None else str(label), "uri": None, "reason": "no preview"}
+        if thumbs is not None:
+            out.update(thumbs.get(path))
+        return out
 
     return {"a": side(a, pair.get("split_a"), label_a), "b": side(b, pair.get("split_b"), label_b),
-            "conflict": conflict, "facts": ", ".join(facts),
+            "conflict": conflict, "facts": ", ".join(facts), "words": match_words(pair),
             "cross": str(pair.get("split_a", "")) != str(pair.get("split_b", ""))}
 
 
-def _finding_view(f: Finding, index: int, thumbs: _Thumbs | None, in_gallery: bool) -> dict[str, Any]:
+def _fill(sides: list[dict[str, Any]], thumbs: _Thumbs) -> None:
+    for sd in sides:
+        sd.update(thumbs.get(sd["path"]))
+
+
+def _display(f: Finding) -> str:
+    """How a finding shows its images: declared by the check (evidence "display": "pairs" or
+    "images"); reports made before the declaration fall back on their shape."""
+    ev = f.evidence if isinstance(f.evidence, Mapping) else {}
+    declared = ev.get("display")
+    if declared in ("pairs", "images"):
+        return str(declared)
+    if isinstance(ev.get("pairs"), list) and ev["pairs"]:
+        return "pairs"
+    return "images" if f.check_id.startswith("DSA2") and len(f.paths) >= 2 else ""
+
+
+def _finding_view(f: Finding, index: int, thumbs: _Thumbs | None, in_gallery: bool,
+                  pairs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     sev = str(f.severity)
     evidence = []
     for key, value in f.evidence.items():
@@ -524,14 +581,14 @@ def _finding_view(f: Finding, index: int, thumbs: _Thumbs | None, in_gallery: bo
             evidence.append((str(key), _short(value)))
     paths = list(f.paths)
     shown_thumbs = []
-    if thumbs is not None and not in_gallery:
+    if thumbs is not None and not in_gallery and not pairs:
         shown_thumbs = [{"path": p, **thumbs.get(p)} for p in paths[:3] if p in thumbs.uris]
     return {
         "index": index, "check_id": f.check_id, "check_name": f.check_name, "severity": sev,
         "rank": int(f.severity), "icon": SEVERITY_ICON.get(sev, ""), "title": f.title,
         "message": f.message, "hint": f.hint, "subject": f.subject, "baselined": f.baselined,
         "paths": paths[:10], "more_paths": max(0, len(paths) - 10), "evidence": evidence,
-        "thumbs": shown_thumbs, "fingerprint": f.fingerprint, "in_gallery": in_gallery,
+        "thumbs": shown_thumbs, "pairs": pairs or [], "fingerprint": f.fingerprint, "in_gallery": in_gallery,
         "first_path": paths[0] if paths else f.subject,
     }
 
@@ -629,34 +686,59 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
     ordered = sorted(enumerate(result.findings),
                      key=lambda t: (t[1].baselined, -int(t[1].severity), t[1].check_id, t[0]))
 
-    # Leakage gallery first: it gets the thumbnail budget before the finding cards do.
+    # The gallery: every finding that shows images, every pair of each (paged by the script). The
+    # thumbnail budget (bytes) goes round by round: the first pair of every group, then the first
+    # pair in every finding card, then the further pairs, so every group shows images before any
+    # group shows many.
     gallery, pairs_total, pairs_shown, conflicts = [], 0, 0, 0
     gallery_ids: set[int] = set()
+    card_pairs: dict[int, list[dict[str, Any]]] = {}
+    rounds: list[list[dict[str, Any]]] = []      # rounds[k]: the sides of the k-th pair of every group
+    members_all: list[dict[str, Any]] = []
     for i, f in ordered:
+        display = _display(f)
         pairs = f.evidence.get("pairs") if isinstance(f.evidence, Mapping) else None
         valid = [p for p in pairs if isinstance(p, Mapping)] if isinstance(pairs, list) else []
-        if valid:
+        if display == "pairs" and valid:
             pairs_total += len(valid)
             room = max(0, min(MAX_PAIRS_PER_FINDING, max_pairs - pairs_shown))
-            views = [_pair_view(p, f.check_id, thumbs) for p in valid[:room]]
+            views = [_pair_view(p, f.check_id) for p in valid[:room]]
             pairs_shown += len(views)
             conflicts += sum(1 for v in views if v["conflict"])
+            for k, v in enumerate(views):
+                while len(rounds) <= k:
+                    rounds.append([])
+                rounds[k] += [v["a"], v["b"]]
+            card_pairs[i] = [_pair_view(p, f.check_id) for p in valid[:CARD_PAIRS]]
             gallery.append({"finding": i, "check_id": f.check_id, "check_name": f.check_name,
                             "severity": str(f.severity), "icon": SEVERITY_ICON.get(str(f.severity), ""),
                             "title": f.title, "pairs": views, "more": len(valid) - len(views),
                             "members": [], "baselined": f.baselined})
             gallery_ids.add(i)
-        elif f.check_id.startswith("DSA2") and len(f.paths) >= 2:
-            members = [{"path": p, **thumbs.get(p)} for p in f.paths[:MAX_CLUSTER_MEMBERS]] \
+        elif display == "images" and len(f.paths) >= 2:
+            members = [{"path": p, "uri": None, "reason": "no preview"} for p in f.paths[:MAX_CLUSTER_MEMBERS]] \
                 if pairs_shown < max_pairs else []
             pairs_shown += 1 if members else 0
+            members_all += members
             gallery.append({"finding": i, "check_id": f.check_id, "check_name": f.check_name,
                             "severity": str(f.severity), "icon": SEVERITY_ICON.get(str(f.severity), ""),
                             "title": f.title, "pairs": [], "members": members,
                             "more": len(f.paths) - len(members), "baselined": f.baselined})
             gallery_ids.add(i)
+    shown_cards = {i for i, _ in ordered[:max_findings]}
+    _fill(rounds[0] if rounds else [], thumbs)
+    _fill([sd for i, views in card_pairs.items() if i in shown_cards for v in views for sd in (v["a"], v["b"])],
+          thumbs)
+    for sides in rounds[1:]:
+        _fill(sides, thumbs)
+    _fill(members_all, thumbs)
+    for n, g in enumerate(gallery):
+        g["page"] = n // GALLERY_PAGE
+        g["lazy"] = n >= GALLERY_PAGE   # later pages load their images when shown or scrolled to
 
-    cards = [_finding_view(f, i, thumbs, i in gallery_ids) for i, f in ordered[:max_findings]]
+    cards = [_finding_view(f, i, thumbs, i in gallery_ids, card_pairs.get(i)) for i, f in ordered[:max_findings]]
+    for n, card in enumerate(cards):
+        card["lazy"] = n >= EAGER_CARDS  # images of cards far down the page load as they are scrolled to
     hidden = ordered[max_findings:]
     hidden_by_check: dict[str, int] = {}
     for _, f in hidden:
@@ -678,7 +760,8 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
     if pairs_total > pairs_shown:
         caps.append(f"The gallery shows {pairs_shown:,} of {pairs_total:,} duplicate pairs.")
     if thumbs.capped:
-        caps.append(f"{thumbs.capped:,} thumbnails were left out to keep this file small.")
+        caps.append(f"{thumbs.capped:,} thumbnails were left out to keep this file within "
+                    f"{max_thumbnail_bytes / 1e6:.1f} MB of images (every group got its first pair first).")
     sections = dict(result.sections or {})
     extra = {k: _node(v) for k, v in sections.items()
              if k not in ("balance", "batching", "leakage", "probe")}
@@ -689,6 +772,7 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
         "summary": result.summary, "layout": result.layout,
         "checks": _checks_view(result, threshold), "cards": cards, "n_findings": len(result.findings),
         "hidden_by_check": sorted(hidden_by_check.items()), "gallery": gallery,
+        "gallery_pages": -(-len(gallery) // GALLERY_PAGE) if gallery else 0, "page_size": GALLERY_PAGE,
         "pairs_total": pairs_total, "conflicts": conflicts, "caps": caps, "json_name": json_name,
         "check_ids": sorted({f.check_id for f in result.findings}),
         "balance": _node(sections["balance"]) if "balance" in sections else None,
@@ -730,6 +814,10 @@ def render(result: ScanResult, *, json_name: str = "report.json", max_findings: 
         page = clean_text(template.render(**ctx, script=script, script_hash=script_hash, css=css))
         if len(page.encode("utf-8")) <= max_bytes or (max_findings <= 10 and max_thumbnails <= 0):
             return page
+        if max_pairs > 1000 or max_thumbnail_bytes > 2_000_000:  # the gallery gives way before the cards
+            max_pairs = max(5, max_pairs // 2)
+            max_thumbnail_bytes //= 2
+            continue
         max_findings = max(10, max_findings // 2)
         max_pairs = max(5, max_pairs // 2)
         max_thumbnails //= 2

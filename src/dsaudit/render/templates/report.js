@@ -1,11 +1,40 @@
 (function () {
   "use strict";
+  // The gallery, one page of groups at a time (without the script every group shows, and images
+  // past the first page load as they are scrolled to).
+  function pageGallery() {
+    var pager = document.getElementById("gallery-pager");
+    if (!pager) { return; }
+    var groups = Array.prototype.slice.call(document.querySelectorAll("#gallery .gitem[data-page]"));
+    var pages = 0, current = 0;
+    groups.forEach(function (g) { pages = Math.max(pages, Number(g.dataset.page) + 1); });
+    var label = document.getElementById("gallery-page");
+    function show(n) {
+      current = Math.max(0, Math.min(pages - 1, n));
+      groups.forEach(function (g) { g.hidden = Number(g.dataset.page) !== current; });
+      label.textContent = "page " + (current + 1) + " of " + pages;
+    }
+    pager.hidden = false;
+    pager.addEventListener("click", function (e) {
+      var step = e.target && e.target.dataset ? Number(e.target.dataset.step) : 0;
+      if (step) { show(current + step); }
+    });
+    window.addEventListener("hashchange", function () {  // "All pairs in the gallery" opens the right page
+      var target = document.getElementById(location.hash.slice(1));
+      if (target && target.dataset && target.dataset.page !== undefined) {
+        show(Number(target.dataset.page)); target.scrollIntoView();
+      }
+    });
+    window.dsauditGalleryPage = show;
+    show(0);
+  }
   var list = document.getElementById("findings-list");
   var form = document.getElementById("finding-controls");
   window.addEventListener("beforeprint", function () {
     var all = document.querySelectorAll("details");
     for (var i = 0; i < all.length; i++) { all[i].open = true; }
   });
+  pageGallery();
   if (!list || !form) { return; }
   var items = Array.prototype.slice.call(list.querySelectorAll("article.finding"));
   var sevBoxes = Array.prototype.slice.call(form.querySelectorAll("input[name=sev]"));
