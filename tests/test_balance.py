@@ -53,7 +53,8 @@ def test_imbalance_warning_with_sklearn_weights_and_resampling(tmp_path):
     assert rs["target_per_class"] == 6 and rs["total_after"] == 18
     assert rs["duplicated"] == 3 and rs["discarded"] == 6
     assert rs["oversample_only_total"] == 12 + 6 + 6 and rs["undersample_only_total"] == 6 + 3 + 6
-    assert "4.00" in f.message and "class_weight = {0: 0.5833333333333334, 1: 2.3333333333333335, 2: 1.1666666666666667}" \
+    assert "4.00" in f.message
+    assert "class_weight = {0: 0.5833333333333334, 1: 2.3333333333333335, 2: 1.1666666666666667}" \
         "  # 0=cat, 1=dog, 2=eel" in f.message
     sec = ctx.sections["balance"]["splits"]["train"]
     assert sec["total"] == 21 and sec["classes"]["dog"] == {"count": 3, "share": 3 / 21, "weight": 21 / 9}

@@ -100,7 +100,7 @@ class ProbeConfig:
     budget_seconds: float = 300.0
     min_inflation: float = 0.05           # inflation (accuracy points as a fraction) that makes an error
     p_value: float = 0.05
-    min_power: float = 0.05               # auto mode skips a probe whose test has, at best, less chance than this to find min_inflation
+    min_power: float = 0.05               # auto: skip a probe whose test has at best less chance to find min_inflation
     max_train: int = 5000                 # largest training subsample per probe run (memorisation shows on small ones)
     max_epochs: int = 20                  # epochs per run when the budget allows (raised for tiny subsamples)
 
@@ -147,7 +147,7 @@ class AuditConfig:
     seed: int = 0
     thumbnails: int = 20000               # at most this many images embedded in the HTML report (0: none)
     thumbnail_bytes: int = 8_000_000      # ...within this many bytes of embedded images: the budget that binds
-    splits: tuple[str, ...] = ()          # "train=FOLDER", "val=FOLDER": split folders (paths in ROOT) instead of inference
+    splits: tuple[str, ...] = ()          # "train=FOLDER", "val=FOLDER": split folders (paths in ROOT), not inferred
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)

@@ -440,7 +440,8 @@ class UnexpectedEntries(Check):
     image: a loader that opens it waits forever for a writer or reads without end, so it is an error
     and dsaudit never opens it.
     Fix: Rename split folders so their names hold train, val or test (any case and form: TrainingData,
-    train_dir, seg_train, valid, dev, holdout), or pass --split train=FOLDER; move stray images into class folders, or describe the dataset with --manifest. Non-image
+    train_dir, seg_train, valid, dev, holdout), or pass --split train=FOLDER; move stray images into
+    class folders, or describe the dataset with --manifest. Non-image
     files beside the class folders (README, labels.csv) are reported as info only. Remove named pipes,
     device nodes and sockets from the class folders.
     """
