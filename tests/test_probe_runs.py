@@ -88,7 +88,7 @@ def test_same_data_without_copies_shows_no_inflation(tmp_path):
 
 def test_easy_leaked_images_are_not_mistaken_for_inflation(tmp_path):
     pairs = easy_leak_dataset(tmp_path)
-    findings, section = _scan(tmp_path, pairs)
+    findings, section = _scan(tmp_path, pairs, mode="on")  # 30 leaked: auto would skip it as underpowered
     res = section["leakage"]
     naive = res["context"]["naive_gap"]["gap"]
     assert naive >= 0.3                       # the confounded comparison would cry wolf
@@ -149,7 +149,7 @@ def test_probe_respects_a_tight_budget_and_reports_cuts(tmp_path):
 
 def test_too_small_a_budget_is_reported_not_overrun(tmp_path):
     pairs = random_label_dataset(tmp_path, copies=True, n_train=60, n_leak=10, n_clean=10)
-    findings, section = _scan(tmp_path, pairs, budget=0.5)
+    findings, section = _scan(tmp_path, pairs, budget=0.5, mode="on")  # 10 leaked: auto skips
     res = section["leakage"]
     assert res["status"] == "skipped" and "too small" in res["reason"]
     (f,) = findings["DSA901"]
