@@ -24,12 +24,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
 # format -> (file name, renderer module in dsaudit.render, imported only when that format is asked for)
 REPORTS = {"json": ("report.json", "json"), "html": ("report.html", "html"),
-           "junit": ("report.junit.xml", "junit"), "md": ("report.md", "markdown")}
+           "junit": ("report.junit.xml", "junit"), "md": ("report.md", "markdown"),
+           "sarif": ("report.sarif", "sarif")}
 FORMATS = tuple(REPORTS)
 
 
 class UsageError(Exception):
     """Wrong options or files; exit 2 with one line."""
+
+
+COLORS = ("auto", "always", "never")
+
+
+def console_for(color: str = "auto", stderr: bool = False) -> Console:
+    """A rich Console that honours --color: always (even into a pipe), never (no escape sequences
+    at all), auto (colour on a terminal, unless NO_COLOR is set to anything non-empty, as
+    https://no-color.org asks)."""
+    if color == "always":
+        return Console(stderr=stderr, highlight=False, force_terminal=True)
+    if color == "never" or os.environ.get("NO_COLOR"):
+        return Console(stderr=stderr, highlight=False, color_system=None)
+    return Console(stderr=stderr, highlight=False)
 
 
 def _stderr() -> Console:
@@ -92,40 +107,28 @@ def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
 def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Optional[Path] = None,
              formats: str = "json,html", overrides: Optional[dict] = None, config_file: Optional[Path] = None,
              baseline: Optional[Path] = None, quiet: bool = False, verbose: bool = False,
-             command: str = "") -> int:
+             command: str = "", color: str = "auto") -> int:
     """Everything `dsaudit scan` does; returns the exit code. Shared with `demo`."""
-    from dsaudit.config import ConfigError, load_config
-    from dsaudit.checks.registry import unknown_patterns
+    from dsaudit.api import prepare
+    from dsaudit.config import ConfigError
     from dsaudit.index.layout import DatasetError, display_path, is_inside
     from dsaudit.pipeline import scan
     from dsaudit.policy import BaselineError
 
-    if root is None and manifest is None:
-        raise UsageError("give a dataset ROOT folder, or --manifest FILE.csv")
     chosen = [f.strip().lower() for f in formats.split(",") if f.strip()]
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:
         raise UsageError(f"unknown --format {', '.join(bad) or repr(formats)} (choose from {', '.join(FORMATS)})")
-    from dsaudit.index.io import is_remote
-
-    remote = any(isinstance(p, str) and is_remote(p) for p in (root, manifest))
-    if manifest is not None and not remote and not Path(manifest).is_file():
-        raise UsageError(f"manifest not found or not a file: {display_path(str(manifest))}")
-    if remote and root is None:
-        raise UsageError("a remote --manifest needs the dataset ROOT URL too (paths are resolved against it)")
-    data_root = Path(str(root).rstrip("/").rsplit("/", 1)[-1]) if remote else (
-        root if root is not None else manifest.resolve().parent)  # type: ignore[union-attr]
-    try:
-        config, source = load_config(None if remote or not data_root.is_dir() else data_root,
-                                     config_file, overrides)
-    except ConfigError as exc:
+    to_stdout = out is not None and str(out) == "-"
+    if to_stdout and len(chosen) != 1:
+        raise UsageError(f"-o - writes one report to stdout: give one --format, not {', '.join(chosen)}")
+    try:  # the same argument checks and configuration loading as dsaudit.scan() in Python
+        prepared = prepare(root, manifest, config_file, overrides)
+    except (ConfigError, DatasetError) as exc:
         raise UsageError(str(exc)) from None
-    unknown = unknown_patterns(list(config.select) + list(config.ignore))
-    if unknown:
-        raise UsageError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "
-                         "(see `dsaudit checks`)")
+    config, source, data_root, remote = prepared.config, prepared.source, prepared.data_root, prepared.remote
     out = out if out is not None else Path("reports") / (Path(os.path.realpath(data_root)).name or "dataset")
-    if not remote and data_root.is_dir():
+    if not remote and data_root.is_dir() and not to_stdout:
         if is_inside(out, data_root):
             raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
                              "writes into a dataset: pass --out somewhere else")
@@ -155,16 +158,24 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
             progress.stop()
     if source is not None:
         result.meta["config_file"] = display_path(str(source))
-    try:
-        written = _write_reports(result, out, chosen)
-    except OSError as exc:
-        raise UsageError(f"cannot write reports to {display_path(str(out))}: {exc.strerror or exc}") from None
+    if to_stdout:  # only the report on stdout, so a machine reader can parse it; the summary goes to stderr
+        import importlib
+
+        sys.stdout.write(importlib.import_module(f"dsaudit.render.{REPORTS[chosen[0]][1]}").render(result))
+        sys.stdout.flush()
+        written = []
+    else:
+        try:
+            written = _write_reports(result, out, chosen)
+        except OSError as exc:
+            raise UsageError(f"cannot write reports to {display_path(str(out))}: {exc.strerror or exc}") from None
     if not quiet:
         from dsaudit.render import terminal
 
-        console = Console(highlight=False)
+        console = console_for(color, stderr=to_stdout)
         terminal.render(result, console, verbose=verbose)
-        console.print("Reports: " + ", ".join(printable(display_path(str(p))) for p in written), markup=False)
+        if written:
+            console.print("Reports: " + ", ".join(printable(display_path(str(p))) for p in written), markup=False)
     return int(result.gate["exit_code"])
 
 
@@ -233,7 +244,7 @@ def scan(
     manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV with path,label[,split,group]; "
                                             "paths relative to the CSV."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Report folder [default: reports/<root name>]."),
-    format: str = typer.Option("json,html", "--format", "-f", help="Comma-separated: json, html, junit, md."),
+    format: str = typer.Option("json,html", "--format", "-f", help="Comma-separated: json, html, junit, md, sarif."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="error | warning | info | never [default: error]."),
     config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Accepted findings (from `dsaudit baseline`)."),
@@ -268,10 +279,16 @@ def scan(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for everything random [default: 0]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no terminal summary."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every finding in the terminal."),
+    color: str = typer.Option("auto", "--color", help="auto | always | never: colour in the terminal summary "
+                              "[auto: on a terminal, unless NO_COLOR is set]."),
 ) -> None:
-    """Scan a dataset, write reports, and exit 0 (passed), 1 (gate failed) or 2 (usage error)."""
+    """Scan a dataset, write reports, and exit 0 (passed), 1 (gate failed) or 2 (usage error).
+
+    `-o -` writes the one report of --format to stdout (the summary and notes go to stderr)."""
     root_arg, manifest_arg = _root_arg(root), _root_arg(manifest)
     out_dir, cache_path = _out_arg(out, "--out"), _out_arg(cache_dir, "--cache-dir")
+    if color.strip().lower() not in COLORS:
+        _fail(f"--color must be auto, always or never, not {color!r}")
     overrides = {
         "fail_on": fail_on, "select": _split_list(select), "ignore": _split_list(ignore), "jobs": jobs,
         "cache": False if no_cache else None, "cache_dir": str(cache_path) if cache_path else None,
@@ -286,7 +303,8 @@ def scan(
     command = "dsaudit " + " ".join(shlex.quote(os.fsencode(a).decode("utf-8", "backslashreplace"))
                                     for a in sys.argv[1:])
     code = _guard(run_scan, root_arg, manifest=manifest_arg, out=out_dir, formats=format, overrides=overrides,
-                  config_file=config, baseline=baseline, quiet=quiet, verbose=verbose, command=command)
+                  config_file=config, baseline=baseline, quiet=quiet, verbose=verbose, command=command,
+                  color=color.strip().lower())
     raise typer.Exit(code)
 
 
