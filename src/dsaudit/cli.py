@@ -273,6 +273,9 @@ def scan(
                                                      help="Simulate Keras validation_split=F."),
     val_split: Optional[str] = typer.Option(None, "--val-split", help="The split --validation-steps counts "
                                             "[default: val, else the --validation-split tail, else test]."),
+    keras_split: Optional[float] = typer.Option(None, "--keras-split",
+                                                help="Simulate image_dataset_from_directory(validation_split=F, "
+                                                "subset='both', seed=--seed) exactly."),
     probe: Optional[bool] = typer.Option(None, "--probe/--no-probe", help="Train the probe CNN [default: when "
                                          "cross-split leakage is found and TensorFlow is installed]."),
     probe_budget: Optional[float] = typer.Option(None, "--probe-budget", help="Probe wall-time budget in seconds."),
@@ -297,6 +300,7 @@ def scan(
         "batch.val_batch_size": val_batch_size, "batch.max_batch_size": max_batch_size,
         "batch.steps_per_epoch": steps_per_epoch, "batch.validation_steps": validation_steps,
         "batch.validation_split": validation_split, "batch.val_split": val_split,
+        "batch.keras_split": keras_split,
         "probe.mode": None if probe is None else ("on" if probe else "off"),
         "probe.budget_seconds": probe_budget,
     }

@@ -89,6 +89,7 @@ class BatchConfig:
     validation_steps: int | None = None
     validation_split: float | None = None  # simulate Keras' tail validation_split with this fraction
     val_split: str = ""                    # the split validation_steps counts (empty: val, else the tail, else test)
+    keras_split: float | None = None       # simulate image_dataset_from_directory(validation_split=F, subset="both", seed=seed)
     tail_min_share: float = 0.5            # flag a class whose share in the tail is below this x its share overall
     runs_p_value: float = 0.001            # DSA312: runs-test p-value below which manifest rows count as clustered
     runs_max_ratio: float = 0.5            # DSA312: ...and observed runs at most this x the runs expected at random
@@ -326,6 +327,7 @@ RANGES: dict[str, Range] = {
     "batch.steps_per_epoch": COUNT,
     "batch.validation_steps": COUNT,
     "batch.validation_split": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "batch.keras_split": Range(0.0, 1.0, lo_open=True, hi_open=True),  # Keras' own check: 0 < f < 1
     "batch.tail_min_share": UNIT,           # share in the tail / share overall; above 1 flags proportional classes
     "batch.runs_p_value": P_VALUE,
     "batch.runs_max_ratio": Range(0.0, 1.0, lo_open=True),  # observed / expected runs; 1 is a random order
@@ -372,6 +374,7 @@ FLAGS = {"splits": "--split", "jobs": "--jobs", "seed": "--seed", "fail_on": "--
          "batch.max_batch_size": "--max-batch-size", "batch.steps_per_epoch": "--steps-per-epoch",
          "batch.validation_steps": "--validation-steps", "batch.validation_split": "--validation-split",
          "batch.val_split": "--val-split",
+         "batch.keras_split": "--keras-split",
          "probe.budget_seconds": "--probe-budget"}
 
 
@@ -432,6 +435,10 @@ def _check_ranges(cfg: AuditConfig) -> None:
             if _get(cfg, key) is not None:
                 raise ConfigError(f"{_label(key)} needs {_label('batch.batch_size')}: without a batch size "
                                   "no batch check runs, so it would be ignored")
+    if batch.validation_split is not None and batch.keras_split is not None:
+        # two different loaders' splits of the same folder: one training run uses one of them
+        raise ConfigError(f"{_label('batch.validation_split')} and {_label('batch.keras_split')} simulate two "
+                          "different loaders (a tail split, a seeded shuffle split): give one of them")
     for key in ("batch.batch_size", "batch.val_batch_size"):
         # max_batch_size bounds the sizes DSA301 recommends for every set, train and eval alike; a
         # requested size above it contradicts it (and made the "largest size <= max" advice odd)

@@ -22,7 +22,7 @@ from dsaudit.findings import CheckError, Finding, ScanResult
 from dsaudit.index.build import ProgressFactory, build_index
 from dsaudit.index.dataset import DatasetIndex
 from dsaudit.index.engine import run_parallel
-from dsaudit.index.layout import discover, display_path
+from dsaudit.index.layout import Layout, discover, display_path
 from dsaudit.option_notes import option_notes
 from dsaudit import policy
 
@@ -30,11 +30,18 @@ THUMB_SIDE = 96
 
 
 def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
-          progress: ProgressFactory | None = None) -> DatasetIndex:
-    """Discover the layout and build the index (no checks)."""
-    layout = discover(root if root is not None else manifest.parent, manifest,  # type: ignore[union-attr]
-                      chosen=config.chosen_splits() or None)
-    return build_index(layout, config, progress=progress)
+          progress: ProgressFactory | None = None, layout: Layout | None = None) -> DatasetIndex:
+    """Discover the layout (unless one is given: loader objects, see loaders/objects.py) and build
+    the index (no checks)."""
+    if layout is None:
+        layout = discover(root if root is not None else manifest.parent, manifest,  # type: ignore[union-attr]
+                          chosen=config.chosen_splits() or None)
+    index = build_index(layout, config, progress=progress)
+    if config.batch.keras_split:  # the loader's own file listing and seeded split, from the folder names
+        from dsaudit.loaders.keras import simulate
+
+        index.loader_split = simulate(layout, config.batch.keras_split, config.seed)
+    return index
 
 
 def run_checks(index: DatasetIndex, config: AuditConfig, status: Callable[[str], None] | None = None,
@@ -154,12 +161,13 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
          baseline: Path | None = None, command: str = "", thumbnails: bool = False,
          progress: ProgressFactory | None = None,
          status: Callable[[str], None] | None = None,
-         notify: Callable[[str], None] | None = None) -> ScanResult:
-    """Run a whole audit and return its result. Raises DatasetError for an unusable root."""
+         notify: Callable[[str], None] | None = None, layout: Layout | None = None) -> ScanResult:
+    """Run a whole audit and return its result. Raises DatasetError for an unusable root. A given
+    `layout` (from loader objects) replaces the discovery of ROOT or the manifest."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     accepted = policy.load_baseline(baseline) if baseline else set()
-    index = build(root, config, manifest, progress=progress)
+    index = build(root, config, manifest, progress=progress, layout=layout)
     for note in index.notes:
         if notify is not None:
             notify(note)

@@ -1,9 +1,9 @@
 """DSA30x: batch-size arithmetic per split, and whether steps per epoch cover a split exactly once.
 
 Nothing here runs without a batch size (``--batch-size`` / ``batch.batch_size``). Which batch size
-applies where: train (and a pool, and the training side of a simulated validation_split) uses
-``batch_size``; val, test and the validation tail use ``val_batch_size`` (default: ``batch_size``,
-as Keras' ``validation_batch_size`` does).
+applies where: train (and a pool, and the training side of a simulated validation_split or
+--keras-split) uses ``batch_size``; val, test, the validation tail and the Keras validation subset use
+``val_batch_size`` (default: ``batch_size``, as Keras' ``validation_batch_size`` does).
 
 For n samples and batch size b: remainder r = n mod b; steps = ceil(n / b) (a partial last batch of r
 samples, or b when r = 0); steps with drop_remainder = floor(n / b), which never shows r samples per
@@ -103,6 +103,14 @@ def batch_sets(ctx: CheckContext) -> list[dict[str, Any]]:
                         "role": "train", "n": len(head), "batch": b, "simulated": True})
             out.append({"name": f"{split_name(source)} (validation tail)", "split": source,
                         "role": "eval", "n": len(tail), "batch": vb, "simulated": True})
+    loader = ctx.index.loader_split  # --keras-split: the loader's own (shuffled) subsets
+    if loader is not None and loader.training and loader.validation:
+        where = split_name(loader.source)
+        out = [s for s in out if s["split"] != loader.source]  # as for validation_split: the two subsets
+        out.append({"name": f"{where} (Keras training subset)", "split": loader.source, "role": "train",
+                    "n": len(loader.training), "batch": b, "simulated": True, "tag": "keras-training"})
+        out.append({"name": f"{where} (Keras validation subset)", "split": loader.source, "role": "eval",
+                    "n": len(loader.validation), "batch": vb, "simulated": True, "tag": "keras-validation"})
     return out
 
 
@@ -137,7 +145,8 @@ def _batching_section(ctx: CheckContext) -> dict[str, Any]:
 def _subject(s: dict[str, Any]) -> str:
     if not s["simulated"]:
         return f"split:{s['name']}"
-    return f"split:{split_name(s['split'])}:{'train-side' if s['role'] == 'train' else 'validation-tail'}"
+    tag = s.get("tag") or ("train-side" if s["role"] == "train" else "validation-tail")
+    return f"split:{split_name(s['split'])}:{tag}"
 
 
 class BatchRemainder(Check):

@@ -43,8 +43,11 @@ class TailValidationSplit(Check):
     Fix: Shuffle the arrays (with a fixed seed) before model.fit, or split with
     image_dataset_from_directory(validation_split=f, subset=..., seed=<same seed>, shuffle=True), or a
     stratified train_test_split. Loaders that are safe are listed in the finding.
+    With --keras-split F it checks instead what image_dataset_from_directory(validation_split=F,
+    subset="both", seed=--seed) yields (its seeded shuffle, simulated exactly) and reports files the
+    loader lists that the scan does not, and back (info).
     Thresholds: batch.validation_split (from --validation-split; without it a pool is simulated at 0.2
-    as info); a class is flagged when its share in the tail is below batch.tail_min_share (default 0.5)
+    as info) or batch.keras_split (--keras-split); a class is flagged when its share in the tail is below batch.tail_min_share (default 0.5)
     times its share overall (a warning), or when it appears only in the tail or the tail holds a single
     class (an error).
     """
@@ -55,6 +58,9 @@ class TailValidationSplit(Check):
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         cfg = ctx.config.batch
+        if ctx.index.loader_split is not None:  # --keras-split: the loader's own shuffled split instead
+            yield from self._loader_split(ctx, ctx.index.loader_split)
+            return
         t = samples(ctx.index.table)
         source = tail_source(ctx, t)
         if source is None:
@@ -81,21 +87,9 @@ class TailValidationSplit(Check):
                               "split_at": split_at})
             return
         counts = class_counts(part, source)
-        hc = head["label"].value_counts()
-        tc = tail["label"].value_counts()
         n_tail = len(tail)
-        per_class: dict[str, Any] = {}
-        only_tail, under = [], []
-        for c, m in counts.items():
-            in_head, in_tail = int(hc.get(c, 0)), int(tc.get(c, 0))
-            share, tail_share = m / n, in_tail / n_tail
-            ratio = tail_share / share
-            per_class[c] = {"total": m, "train_side": in_head, "validation_tail": in_tail,
-                            "share": share, "tail_share": tail_share, "tail_ratio": ratio}
-            if in_head == 0:
-                only_tail.append(c)
-            elif ratio < cfg.tail_min_share:
-                under.append(c)
+        per_class, only_tail, under = class_mix(counts, head["label"].value_counts().to_dict(),
+                                                tail["label"].value_counts().to_dict(), cfg.tail_min_share)
         evidence = {
             "split": where, "samples": n, "validation_split": fraction, "source": origin,
             "split_at": split_at, "train_side": split_at, "validation_tail": n_tail,
@@ -145,6 +139,97 @@ class TailValidationSplit(Check):
             f"Tail validation_split={fraction:g} of {where} is skewed by class order",
             message, subject=f"split:{where}", severity=severity, evidence=evidence)
 
+    def _loader_split(self, ctx: CheckContext, loader: Any) -> Iterable[Finding]:
+        """The same class-mix test on image_dataset_from_directory's seeded split (--keras-split):
+        the shuffle makes a class-order skew unlikely, but a small class can still land wholly on
+        one side for a given seed, and the loader lists files the index does not (and back)."""
+        where = split_name(loader.source)
+        n_train, n_val = len(loader.training), len(loader.validation)
+        n = n_train + n_val
+        evidence: dict[str, Any] = {"split": where, **loader.to_dict(), "samples": n}
+        ctx.sections.setdefault("ordering", {})["keras_split"] = evidence
+        if loader.not_indexed or loader.not_listed:
+            parts = []
+            if loader.not_indexed:
+                parts.append(f"it loads {len(loader.not_indexed)} file(s) this scan does not treat as samples "
+                             f"(hidden files, or files in folders it walks and the scan does not), e.g. "
+                             f"{', '.join(loader.not_indexed[:3])}")
+            if loader.not_listed:
+                parts.append(f"it never loads {len(loader.not_listed)} indexed file(s) (extensions other than "
+                             f".bmp/.gif/.jpeg/.jpg/.png, or inside linked folders), e.g. "
+                             f"{', '.join(loader.not_listed[:3])}")
+            yield self.finding(
+                f"image_dataset_from_directory lists other files than the scan in {where}",
+                f"{loader.loader}: " + "; ".join(parts) + ". Its training/validation counts below are the "
+                "loader's own.", subject=f"keras-listing:{where}", severity=Severity.INFO,
+                paths=(loader.not_indexed + loader.not_listed)[:200], evidence=evidence)
+        if n_train == 0 or n_val == 0:
+            yield self.finding(
+                f"--keras-split {loader.validation_split:g} leaves no training images in {where}",
+                f"{loader.loader} on {n} files: int({loader.validation_split:g} * {n}) = {n_val} validation "
+                f"files, so training is empty and Keras raises \"No training images found\" (or, with no files "
+                "at all, \"No images found\").", subject=f"split:{where}:keras", severity=Severity.ERROR,
+                evidence=evidence)
+            return
+        train_labels = [label for _, label in loader.training]
+        val_labels = [label for _, label in loader.validation]
+        counts: dict[str, int] = {}
+        for label in train_labels + val_labels:
+            counts[label] = counts.get(label, 0) + 1
+        head: dict[str, int] = {}
+        for label in train_labels:
+            head[label] = head.get(label, 0) + 1
+        tail = {c: counts[c] - head.get(c, 0) for c in counts}
+        per_class, only_val, under = class_mix(dict(sorted(counts.items())), head, tail,
+                                               ctx.config.batch.tail_min_share)
+        evidence.update({"per_class": per_class, "only_in_validation": only_val,
+                         "under_represented_in_validation": under,
+                         "first_validation_paths": [p for p, _ in loader.validation[:5]]})
+        if not only_val and not under:
+            return
+        in_val = [c for c, v in per_class.items() if v["validation_tail"]]
+        single = len(in_val) == 1 and len(per_class) > 1
+        severity = Severity.ERROR if only_val or single else Severity.WARNING
+        msgs = []
+        if only_val:
+            msgs.append(f"{', '.join(map(repr, only_val))} only in validation: the model never trains on "
+                        f"{'it' if len(only_val) == 1 else 'them'}")
+        absent = [c for c in under if per_class[c]["validation_tail"] == 0]
+        low = [c for c in under if per_class[c]["validation_tail"] > 0]
+        if absent:
+            msgs.append(f"{', '.join(map(repr, absent))} never in validation "
+                        f"({', '.join(pct(per_class[c]['share']) for c in absent)} of the data)")
+        if low:
+            msgs.append(", ".join(f"{c!r} is {pct(per_class[c]['tail_share'])} of validation but "
+                                  f"{pct(per_class[c]['share'])} overall" for c in low))
+        yield self.finding(
+            f"Keras validation subset of {where} is skewed for seed {loader.seed}",
+            f"{loader.loader} on the {n} files of {where}: {n_train} train, {n_val} validate; "
+            + "; ".join(msgs) + ". The shuffle is seeded, so every run with this seed gets the same mix. "
+            "Another seed, a larger validation_split, or a stratified split (sklearn train_test_split(..., "
+            "stratify=labels)) fixes it.", subject=f"split:{where}:keras", severity=severity, evidence=evidence)
+
+
+def class_mix(counts: dict[str, int], head: dict[str, int], tail: dict[str, int],
+              min_share: float) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Per class: total, train side, validation side, share overall and in validation, and their
+    ratio; with the classes found only in validation and those under `min_share` x their share."""
+    n = sum(counts.values())
+    n_tail = sum(tail.values())
+    per_class: dict[str, Any] = {}
+    only_tail, under = [], []
+    for c, m in counts.items():
+        in_head, in_tail = int(head.get(c, 0)), int(tail.get(c, 0))
+        share, tail_share = m / n, in_tail / n_tail
+        ratio = tail_share / share
+        per_class[c] = {"total": m, "train_side": in_head, "validation_tail": in_tail,
+                        "share": share, "tail_share": tail_share, "tail_ratio": ratio}
+        if in_head == 0:
+            only_tail.append(c)
+        elif ratio < min_share:
+            under.append(c)
+    return per_class, only_tail, under
+
 
 def runs_test(seq: list[Any]) -> dict[str, Any]:
     """Wald-Wolfowitz runs test generalised to k categories (Barton & David).
@@ -181,8 +266,9 @@ class ManifestClustered(Check):
     severity = Severity.WARNING
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        if ctx.index.layout.kind != "manifest":
-            return
+        layout = ctx.index.layout
+        if layout.kind != "manifest" or str(layout.manifest or "").startswith("python:"):
+            return  # loader objects (scan_datasets): their order is the loader's, not rows split by position
         cfg = ctx.config.batch
         t = samples(ctx.index.table)
         results: dict[str, Any] = {}

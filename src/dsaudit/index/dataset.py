@@ -57,6 +57,7 @@ class DatasetIndex:
     memo: Any = None  # index.memo.Memo when caching is on; see memoize()
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)  # how the scan ran, for the user (e.g. cache off)
+    loader_split: Any = None  # loaders.keras.LoaderSplit: a loader's own split, listed from the folders (--keras-split)
 
     def memoize(self, name: str, key: str, compute):
         """Return compute(), reusing the stored value of an earlier scan of the same data when the
