@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it, imported on first attribute access (PEP 562)
 _LAZY = {
     "scan": "dsaudit.api",
+    "scan_datasets": "dsaudit.api",
     "Report": "dsaudit.api",
     "load_report": "dsaudit.api",
     "option_keys": "dsaudit.api",

@@ -27,7 +27,7 @@ from dsaudit.config import FLAGS, AuditConfig, ConfigError, load_config
 from dsaudit.findings import CheckError, Finding, ScanResult, Severity
 from dsaudit.index.layout import DatasetError, display_path, is_inside
 
-__all__ = ["scan", "Report", "load_report", "option_keys", "ConfigError", "DatasetError",
+__all__ = ["scan", "scan_datasets", "Report", "load_report", "option_keys", "ConfigError", "DatasetError",
            "Finding", "Severity"]
 
 
@@ -321,13 +321,36 @@ def run(prepared: Prepared, root: Any, manifest: Any = None, *, baseline: Path |
 
             sys.stderr.write(f"dsaudit: {printable(message)}\n")
 
-    kwargs = {"layout": layout} if layout is not None else {}
     try:
         result = run_pipeline(root, prepared.config, manifest, baseline=baseline, thumbnails=True,
-                              notify=notify, command=command or "dsaudit.scan()", **kwargs)
+                              notify=notify, command=command or "dsaudit.scan()", layout=layout)
     except BaselineError as exc:
         raise ConfigError(str(exc)) from None
     if prepared.source is not None:
         result.meta["config_file"] = display_path(str(prepared.source))
     local = None if prepared.remote else prepared.data_root
     return Report(result, notes, local)
+
+
+def scan_datasets(*, train: Any = None, val: Any = None, test: Any = None,
+                  config: str | os.PathLike | None = None, baseline: str | os.PathLike | None = None,
+                  verbose: bool = False, **options: Any) -> Report:
+    """Scan what the loaders you already built yield: ``dsaudit.scan_datasets(train=train_ds,
+    val=val_ds)`` with Keras datasets from ``image_dataset_from_directory`` (their ``file_paths``
+    and ``class_names``) or PyTorch ``ImageFolder`` / ``Subset`` / ``ConcatDataset`` objects
+    (``samples``, ``classes``, ``root``; ``dataset`` and ``indices``), mixed freely, by split.
+
+    Their files and labels become manifest rows scanned by the same index and checks as
+    ``dsaudit.scan``; neither framework is imported (the objects are read by their attributes).
+    Options and errors are those of :func:`scan`; the report's root is the folder that holds all
+    the files."""
+    from dsaudit.loaders.objects import layout_from_datasets
+
+    given = {split: obj for split, obj in (("train", train), ("val", val), ("test", test)) if obj is not None}
+    if not given:
+        raise DatasetError("give at least one dataset: dsaudit.scan_datasets(train=..., val=...)")
+    overrides = overrides_from_options(options)
+    layout = layout_from_datasets(given)
+    prepared = prepare(layout.root, None, Path(config) if config is not None else None, overrides)
+    return run(prepared, layout.root, None, baseline=Path(baseline) if baseline is not None else None,
+               verbose=verbose, layout=layout, command="dsaudit.scan_datasets()")
