@@ -42,8 +42,8 @@ def test_repr_html_renders_sandboxed_in_chromium(browser, tmp_path):  # noqa: F8
         reach = frame.evaluate("(() => { try { return String(window.parent.notebookSecret); } "
                                "catch (e) { return 'blocked'; } })()")
         assert reach == "blocked"
-        assert frame.evaluate("(() => { try { return document.cookie, 'cookies'; } catch (e) { return 'blocked'; } })()") \
-            == "blocked"
+        cookies = "(() => { try { return document.cookie, 'cookies'; } catch (e) { return 'blocked'; } })()"
+        assert frame.evaluate(cookies) == "blocked"
         page.screenshot(path=str(_artifact_dir(tmp_path) / "notebook-repr-html.png"), full_page=False)
     finally:
         context.close()

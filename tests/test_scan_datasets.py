@@ -151,19 +151,38 @@ def test_no_framework_is_imported_for_duck_typed_objects(pool):
 
 @pytest.mark.slow
 def test_real_torchvision_image_folder_and_random_split(pool):
-    torch = pytest.importorskip("torch")
-    datasets = pytest.importorskip("torchvision.datasets")
-    folder = datasets.ImageFolder(str(pool))
-    names = [Path(p).name for p, _ in folder.samples]
-    a, b = names.index("copy_a.png"), names.index("copy_b.png")
-    for seed in range(100):  # a seed whose split puts the two copies on different sides
-        train, val = torch.utils.data.random_split(folder, [0.75, 0.25], generator=torch.Generator().manual_seed(seed))
-        if (a in train.indices) != (b in train.indices):
-            break
-    report = dsaudit.scan_datasets(train=train, val=val, jobs=1, probe=False)
-    counts = report.summary["counts"]
-    assert sum(counts["train"].values()) == len(train) and sum(counts["val"].values()) == len(val)
-    assert set(report.by_check("DSA201")[0].paths) >= {"cat/copy_a.png", "cat/copy_b.png"}
+    """In a child process: torch and TensorFlow in one process can crash (an import of torch's
+    triton after TensorFlow segfaulted the suite), and other tests load TensorFlow here."""
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    code = textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        import torch
+        from torchvision import datasets
+        import dsaudit
+        folder = datasets.ImageFolder({str(pool)!r})
+        names = [Path(p).name for p, _ in folder.samples]
+        a, b = names.index("copy_a.png"), names.index("copy_b.png")
+        for seed in range(100):  # a seed whose split puts the two copies on different sides
+            train, val = torch.utils.data.random_split(folder, [0.75, 0.25],
+                                                       generator=torch.Generator().manual_seed(seed))
+            if (a in train.indices) != (b in train.indices):
+                break
+        report = dsaudit.scan_datasets(train=train, val=val, jobs=1, probe=False)
+        print(json.dumps({{"sizes": [len(train), len(val)], "counts": report.summary["counts"],
+                          "leak": list(report.by_check("DSA201")[0].paths)}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    counts = res["counts"]
+    assert [sum(counts["train"].values()), sum(counts["val"].values())] == res["sizes"]
+    assert set(res["leak"]) >= {"cat/copy_a.png", "cat/copy_b.png"}
 
 
 @pytest.mark.slow
@@ -172,8 +191,11 @@ def test_real_keras_datasets(pool):
     from dsaudit.loaders.keras import index_directory, shuffle_and_split
 
     paths, labels, _ = index_directory(str(pool))
-    seed = next(s for s in range(200) if ("cat/copy_a.png" in {p for p, _ in shuffle_and_split(paths, labels, 0.25, s)[0]})
-                != ("cat/copy_b.png" in {p for p, _ in shuffle_and_split(paths, labels, 0.25, s)[0]}))
+    def split_apart(seed):
+        train = {p for p, _ in shuffle_and_split(paths, labels, 0.25, seed)[0]}
+        return ("cat/copy_a.png" in train) != ("cat/copy_b.png" in train)
+
+    seed = next(s for s in range(200) if split_apart(s))
     train, val = tf.keras.utils.image_dataset_from_directory(str(pool), validation_split=0.25, subset="both",
                                                              seed=seed, image_size=(32, 32), verbose=False)
     report = dsaudit.scan_datasets(train=train, val=val, jobs=1, probe=False)

@@ -89,7 +89,7 @@ class BatchConfig:
     validation_steps: int | None = None
     validation_split: float | None = None  # simulate Keras' tail validation_split with this fraction
     val_split: str = ""                    # the split validation_steps counts (empty: val, else the tail, else test)
-    keras_split: float | None = None       # simulate image_dataset_from_directory(validation_split=F, subset="both", seed=seed)
+    keras_split: float | None = None       # simulate image_dataset_from_directory(validation_split=F, ..., seed)
     tail_min_share: float = 0.5            # flag a class whose share in the tail is below this x its share overall
     runs_p_value: float = 0.001            # DSA312: runs-test p-value below which manifest rows count as clustered
     runs_max_ratio: float = 0.5            # DSA312: ...and observed runs at most this x the runs expected at random

@@ -47,9 +47,9 @@ class TailValidationSplit(Check):
     subset="both", seed=--seed) yields (its seeded shuffle, simulated exactly) and reports files the
     loader lists that the scan does not, and back (info).
     Thresholds: batch.validation_split (from --validation-split; without it a pool is simulated at 0.2
-    as info) or batch.keras_split (--keras-split); a class is flagged when its share in the tail is below batch.tail_min_share (default 0.5)
-    times its share overall (a warning), or when it appears only in the tail or the tail holds a single
-    class (an error).
+    as info) or batch.keras_split (--keras-split); a class is flagged when its share in the tail is
+    below batch.tail_min_share (default 0.5) times its share overall (a warning), or when it appears
+    only in the tail or the tail holds a single class (an error).
     """
 
     id = "DSA311"
