@@ -54,13 +54,23 @@ def test_scan_returns_a_report_with_typed_findings(leaky):
     assert "gate FAILED" in repr(report)
 
 
-def test_options_are_the_config_keys_and_cli_flags():
+def test_options_are_the_config_keys_and_cli_flags(tmp_path):
     keys = dsaudit.option_keys()
-    # derived from the config: every section setting and top-level setting is there
+    # derived from the config: every setting is a keyword, or (a name two sections share) a key of
+    # its section's mapping, which load_config validates
+    from dsaudit.api import _section_names, overrides_from_options
     from dsaudit.config import AuditConfig, numeric_settings
 
+    shared = {name for name, dotted in _section_names().items() if len(dotted) > 1}
     for dotted, _, _ in numeric_settings(AuditConfig()):
-        assert dotted in keys.values(), dotted
+        section, name = dotted.split(".") if "." in dotted else ("", dotted)
+        if name in shared:
+            assert name not in keys
+            assert overrides_from_options({section: {name: 0.5}}) == {dotted: 0.5}
+            with pytest.raises(dsaudit.ConfigError, match="several sections"):
+                overrides_from_options({name: 0.5})
+        else:
+            assert keys[name] == dotted, dotted
     assert keys["batch_size"] == "batch.batch_size" and keys["fail_on"] == "fail_on"
     assert keys["probe_budget"] == "probe.budget_seconds"  # the CLI flag --probe-budget
     assert keys["group_regex"] == "leakage.group_regex"

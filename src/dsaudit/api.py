@@ -33,29 +33,34 @@ __all__ = ["scan", "scan_datasets", "Report", "load_report", "option_keys", "Con
 
 # -- options -------------------------------------------------------------------------------------
 
+def _section_names() -> dict[str, list[str]]:
+    """Every section setting's own name and the dotted keys that carry it."""
+    names: dict[str, list[str]] = {}
+    cfg = AuditConfig()
+    for f in dataclasses.fields(AuditConfig):
+        default = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(default):
+            for sub in dataclasses.fields(default):
+                names.setdefault(sub.name, []).append(f"{f.name}.{sub.name}")
+    return names
+
+
 def option_keys() -> dict[str, str]:
     """Every keyword option and the dotted configuration key it sets, derived from AuditConfig:
 
     * each top-level setting by its name (``fail_on``, ``jobs``, ``seed``, ...);
     * each section setting by its own name when no other section has one of that name
-      (``batch_size`` -> ``batch.batch_size``; ``mode`` would be ambiguous only if two sections had it);
+      (``batch_size`` -> ``batch.batch_size``); a name two sections share is set through its
+      section, ``balance={"shortcut_p_value": 1e-4}``;
     * the name of the CLI flag that sets a key (``--probe-budget`` -> ``probe_budget``).
 
     Sections themselves (``leakage``, ``batch``, ...) are accepted as mappings and are not listed."""
-    keys: dict[str, str] = {}
-    ambiguous: set[str] = set()
-    for f in dataclasses.fields(AuditConfig):
-        default = getattr(AuditConfig(), f.name)
-        if dataclasses.is_dataclass(default):
-            for sub in dataclasses.fields(default):
-                if sub.name in keys:
-                    ambiguous.add(sub.name)
-                keys.setdefault(sub.name, f"{f.name}.{sub.name}")
-        else:
-            keys[f.name] = f.name
-    for name in ambiguous:
-        if "." in keys[name]:
-            del keys[name]
+    cfg = AuditConfig()
+    keys = {f.name: f.name for f in dataclasses.fields(AuditConfig)
+            if not dataclasses.is_dataclass(getattr(cfg, f.name))}
+    for name, dotted in _section_names().items():
+        if len(dotted) == 1 and name not in keys:
+            keys[name] = dotted[0]
     for key, flag in FLAGS.items():
         keys.setdefault(flag.lstrip("-").replace("-", "_"), key)
     return keys
@@ -87,6 +92,9 @@ def overrides_from_options(options: Mapping[str, Any]) -> dict[str, Any]:
                 out[f"{name}.{str(sub).replace('-', '_')}"] = v
         elif name in keys:
             out[keys[name]] = value
+        elif len(_section_names().get(name, [])) > 1:
+            where = " or ".join(f"{d.split('.')[0]}={{{name!r}: ...}}" for d in _section_names()[name])
+            raise ConfigError(f"option {name!r} is a setting of several sections: pass it as {where}")
         else:
             close = difflib.get_close_matches(name, list(keys) + sorted(sections), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
