@@ -84,7 +84,7 @@ def test_same_findings_as_the_cli(leaky, tmp_path):
     assert res.exit_code == report.exit_code
     cli = json.loads((out / "report.json").read_text())
     assert [f["fingerprint"] for f in cli["findings"]] == [f.fingerprint for f in report.findings]
-    assert cli["config"] == report.result.config
+    assert cli["config"] == report.to_dict()["config"]
 
 
 def test_section_mappings_and_probe_shorthand(leaky):
