@@ -33,7 +33,7 @@ def _normal_pool() -> list[np.ndarray]:
         img = Image.fromarray(p)
         d = dict(zip(properties.PROPERTIES, properties.measure(img, img.convert("L"))[0]))
         if (d["p95"] > 0.45 and d["p05"] < 0.6 and d["contrast"] > 0.06 and d["entropy"] > 4
-                and 0.4 < d["sharpness"] < 1.6):
+                and d["sharpness"] > 0.8):
             out.append(p)
     return out
 

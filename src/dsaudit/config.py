@@ -113,7 +113,7 @@ class ContentConfig:
     rates they give there)."""
     dark_max_p95: float = 0.30            # too dark: the 95th-percentile grey level below this (0..1)
     bright_min_p05: float = 0.75          # too bright: the 5th-percentile grey level above this
-    blur_ratio: float = 0.30              # blurry: sharpness below this x the median of the reference split
+    blur_ratio: float = 0.50              # blurry: sharpness below this x the median of the reference split
     low_info_max_entropy: float = 2.5     # low information: grey-histogram entropy below this many bits...
     low_info_max_contrast: float = 0.02   # ...or grey-level spread (std, 0..1) below this
     grey_max_chroma: float = 0.01         # greyscale picture: mean channel spread below this (0..1)...

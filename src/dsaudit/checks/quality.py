@@ -159,8 +159,9 @@ class Blurry(QualityCheck):
     blurry images gather in one class (another camera, another source) the model can learn the blur.
     Fix: Look at the listed images; drop or replace the unusable ones, and check whether a class comes
     from a source with other optics or resizing.
-    Thresholds: sharpness (std of the Laplacian over the std of the grey image, at up to 256 px) below
-    content.blur_ratio (default 0.30) x its median over the train split (all images without one).
+    Thresholds: sharpness (std of the Laplacian over the rms gradient of the grey image, at up to 256
+    px) below content.blur_ratio (default 0.5) x its median over the train split (all images without
+    one).
     """
 
     id = "DSA403"

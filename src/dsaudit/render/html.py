@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
 
 from dsaudit.findings import Finding, ScanResult, Severity
+from dsaudit.render.content_html import content_view
 from dsaudit.render.text import clean
 
 # Caps for huge datasets. The defaults keep a report of thousands of findings around a few MB.
@@ -764,7 +765,8 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
                     f"{max_thumbnail_bytes / 1e6:.1f} MB of images (every group got its first pair first).")
     sections = dict(result.sections or {})
     extra = {k: _node(v) for k, v in sections.items()
-             if k not in ("balance", "batching", "leakage", "probe")}
+             if k not in ("balance", "batching", "leakage", "probe", "content")}
+    content = content_view(result, lambda p: {"path": p, **thumbs.get(p)} if p in thumbs.uris else None)
     meta = dict(result.meta or {})
     timings = meta.get("timings") if isinstance(meta.get("timings"), Mapping) else {}
     return {
@@ -784,7 +786,8 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
         "probe_ab": isinstance(sections.get("probe"), Mapping) and any(
             isinstance(sections["probe"].get(k), Mapping) and sections["probe"][k].get("status") == "ran"
             for k in ("leakage", "group_leakage")),
-        "extra_sections": extra, "meta": meta,
+        "extra_sections": extra, "meta": meta, "content": content,
+        "content_details": _node(sections["content"]) if "content" in sections else None,
         "timings": [(str(k), _num(v) if isinstance(v, (int, float)) else _short(v))
                     for k, v in timings.items() if not (k == "checks" and isinstance(v, Mapping))],
         "config_json": json.dumps(result.config, indent=2, sort_keys=True, default=str,
