@@ -1,6 +1,7 @@
 """Content checks on real photos with planted problems: quality flags, drift, label errors, cost.
 
     python benchmarks/content_checks.py [--cifar DIR] [--covid DIR] [--per-class 500] [--probe]
+                                        [--label-budget SECONDS] [--only cifar|covid]
                                         [--work /tmp/dsaudit-content-bench] [--seed 0] [--cost 2000]
 
 Builds (once per setting, under --work) two datasets from real images, each as train / val / test:
@@ -134,11 +135,12 @@ def build_set(name: str, files: dict[str, list[Path]], work: Path, fractions: tu
     return root, truth
 
 
-def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int) -> None:
-    from dsaudit.config import AuditConfig, ProbeConfig
+def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int, label_budget: float | None = None) -> None:
+    from dsaudit.config import AuditConfig, ContentConfig, ProbeConfig
     from dsaudit.pipeline import build, run_checks
 
-    cfg = AuditConfig(select=("DSA4*",), seed=seed, cache=False,
+    content = ContentConfig() if label_budget is None else ContentConfig(label_probe_budget=label_budget)
+    cfg = AuditConfig(select=("DSA4*",), seed=seed, cache=False, content=content,
                       probe=ProbeConfig(mode="on" if probe else "off"))
     t0 = time.perf_counter()
     index = build(root, cfg)
@@ -224,7 +226,7 @@ def cost(cifar: Path | None, covid: Path | None, n: int, rounds: int = 3) -> Non
         times = {"with": [], "without": []}
         for _ in range(rounds):
             for mode in ("without", "with"):
-                properties.measure = real if mode == "with" else (lambda flat, gray: zero)
+                properties.measure = real if mode == "with" else (lambda *args: zero)
                 t0 = time.perf_counter()
                 for t in tasks:
                     records.analyse_file(t)
@@ -243,6 +245,8 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/dsaudit-content-bench")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--probe", action="store_true", help="also run DSA431 (TensorFlow, cleanlab)")
+    ap.add_argument("--label-budget", type=float, default=None,
+                    help="content.label_probe_budget for DSA431 (default: the config default)")
     ap.add_argument("--cost", type=int, default=0, help="time the per-file cost on this many CIFAR files")
     ap.add_argument("--only", choices=("cifar", "covid"), default=None)
     args = ap.parse_args()
@@ -260,12 +264,12 @@ def main() -> None:
         files = {c.name: sorted(c.glob("*.jpg"))[:int(args.per_class * 1.4)] for c in sorted(cifar.iterdir())
                  if c.is_dir()}
         root, truth = build_set("cifar", files, work, (0.4 / 1.4 / 2, 0.4 / 1.4 / 2), "PNG", args.seed)
-        evaluate("CIFAR-10", root, truth, args.probe, args.seed)
+        evaluate("CIFAR-10", root, truth, args.probe, args.seed, args.label_budget)
     if covid is not None:
         files = {c.name: sorted(p for p in c.iterdir() if p.suffix.lower() in (".png", ".jpg"))
                  for c in sorted(covid.iterdir()) if c.is_dir()}
         root, truth = build_set("covid-ct", files, work, (0.15, 0.15), "JPEG", args.seed)
-        evaluate("COVID-CT", root, truth, args.probe, args.seed)
+        evaluate("COVID-CT", root, truth, args.probe, args.seed, args.label_budget)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def _normal_pool() -> list[np.ndarray]:
     out = []
     for p in real_patches(442, size=32, seed=3):
         img = Image.fromarray(p)
-        d = dict(zip(properties.PROPERTIES, properties.measure(img, img.convert("L"))[0]))
+        d = dict(zip(properties.PROPERTIES, properties.measure(img.convert("L"), None, img)[0]))
         if (d["p95"] > 0.45 and d["p05"] < 0.6 and d["contrast"] > 0.06 and d["entropy"] > 4
                 and d["sharpness"] > 0.8):
             out.append(p)
@@ -154,20 +154,21 @@ def test_properties_measure_what_they_say():
     rng = np.random.default_rng(0)
     photo = normal_patches(1)[0]
     img = Image.fromarray(photo)
-    props, colour = properties.measure(img, img.convert("L"))
+    props, colour = properties.measure(img.convert("L"), None, img)
     p = dict(zip(properties.PROPERTIES, props))
     g = np.asarray(img.convert("L"), dtype=float)
     assert p["brightness"] == pytest.approx(g.mean() / 255, abs=1e-4)
     assert p["contrast"] == pytest.approx(g.std() / 255, abs=1e-4)
     assert colour.shape == (8, 8, 3)
     const = Image.fromarray(np.full((40, 40, 3), 77, np.uint8))
-    c = dict(zip(properties.PROPERTIES, properties.measure(const, const.convert("L"))[0]))
+    c = dict(zip(properties.PROPERTIES, properties.measure(const.convert("L"), None, const)[0]))
     assert c["entropy"] == 0 and c["contrast"] == 0 and c["sharpness"] == 0 and c["chroma"] == 0
     blurred = Image.fromarray(blur(photo))
-    b = dict(zip(properties.PROPERTIES, properties.measure(blurred, blurred.convert("L"))[0]))
+    b = dict(zip(properties.PROPERTIES, properties.measure(blurred.convert("L"), None, blurred)[0]))
     assert b["sharpness"] < 0.5 * p["sharpness"]
     noise = Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8))
-    assert dict(zip(properties.PROPERTIES, properties.measure(noise, noise)[0]))["entropy"] > 7.5
-    # the worker's features carry them
+    assert dict(zip(properties.PROPERTIES, properties.measure(noise)[0]))["entropy"] > 7.5
+    # the worker's features carry them; the pixel digest from the shared array is img.tobytes()'s
+    assert hashing._pixel_digest(img, np.asarray(img)) == hashing._pixel_digest(img)
     feats = hashing.extract(img)
     assert feats["props"].shape == (len(properties.PROPERTIES),) and feats["colour"].shape == (8, 8, 3)

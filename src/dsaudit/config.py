@@ -130,7 +130,7 @@ class ContentConfig:
     outlier_ratio: float = 2.0            # outlier: k-NN distance this many times the class's median
     label_k: int = 10                     # neighbours that vote in the cheap label-error check
     label_min_share: float = 0.8          # flag when at least this share of the neighbours carry one other label
-    label_probe_budget: float = 180.0     # seconds for the cross-validated probe behind DSA431 (probe.mode = on)
+    label_probe_budget: float = 300.0     # seconds for the cross-validated probe behind DSA431 (probe.mode = on)
     max_listed: int = 200                 # images listed per finding (all flagged ones are counted)
 
 

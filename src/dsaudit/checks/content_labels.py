@@ -189,7 +189,7 @@ class ProbeLabelErrors(Check):
     Fix: Review the listed images, highest score first, and correct the labels that are wrong (then
     rescan: the ranking changes once the worst ones are fixed).
     Thresholds: runs with probe.mode = on when TensorFlow and cleanlab are installed
-    (pip install 'dsaudit[probe]'), within content.label_probe_budget seconds (default 180) on at most
+    (pip install 'dsaudit[probe]'), within content.label_probe_budget seconds (default 300) on at most
     probe.max_train images of the train split; lists what cleanlab.filter.find_label_issues returns,
     ranked by self-confidence (score = 1 - predicted probability of the given label).
     """
@@ -226,10 +226,11 @@ class ProbeLabelErrors(Check):
         if len(rows) > cap:
             rows = np.sort(rng.choice(rows, cap, replace=False))
         labels = np.searchsorted(classes, f["label"].to_numpy()[rows])
+        from dsaudit.content.oof import FOLDS, out_of_fold
+
         if ctx.notify:
-            ctx.notify(f"training the probe CNN in {3} folds to rank likely label errors "
-                       f"(up to {cfg.label_probe_budget:.0f} s)")
-        from dsaudit.content.oof import out_of_fold
+            ctx.notify(f"training the probe CNN in {FOLDS} folds to rank likely label errors "
+                       f"(up to {cfg.label_probe_budget:.0f} s; --no-probe skips it)")
 
         paths = [str(p) for p in f["abs_path"].to_numpy()[rows]]
         try:

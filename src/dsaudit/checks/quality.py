@@ -176,7 +176,8 @@ class Blurry(QualityCheck):
         med = _reference_median(a, "sharpness")
         s = a.frame["sharpness"].to_numpy()
         # a blank image has no detail at all; it is reported as low information, not as blurry
-        return (s < ratio * med) & ~low_information(a, ctx.config.content), s, f"sharpness below {ratio:.2f} x the median {med:.3f}"
+        mask = (s < ratio * med) & ~low_information(a, ctx.config.content)
+        return mask, s, f"sharpness below {ratio:.2f} x the median {med:.3f}"
 
 
 class LowInformation(QualityCheck):
@@ -225,7 +226,8 @@ class GreyInColour(QualityCheck):
         grey = s < cfg.grey_max_chroma
         if (~grey).mean() < cfg.grey_min_colour_share:
             return None   # a greyscale dataset (CT, X-ray): nothing is out of place
-        return grey & ~low_information(a, cfg), s, f"mean channel spread below {cfg.grey_max_chroma:g} while {pct((~grey).mean())} are in colour"
+        rule = f"mean channel spread below {cfg.grey_max_chroma:g} while {pct((~grey).mean())} are in colour"
+        return grey & ~low_information(a, cfg), s, rule
 
 
 class OddSize(QualityCheck):

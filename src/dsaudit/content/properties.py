@@ -17,8 +17,9 @@ What is measured (``PROPERTIES``, in the order of the ``props`` feature vector):
   98.7% against 75% recall at the same false-flag rate).
 * ``entropy``: Shannon entropy of the 256-bin grey histogram in bits (0 for a constant image, up
   to 8): near-constant, low-information images have little.
-* ``chroma``: mean over pixels of (largest - smallest channel) / 255 on the colour image box-reduced
-  to at most ``COLOUR_SIDE``: 0 for a grey picture, whatever its file's colour mode.
+* ``chroma``: mean over the 8x8 colour thumbnail's cells of (largest - smallest channel) / 255: 0
+  for a grey picture, whatever its file's colour mode (the box average also evens out JPEG's chroma
+  noise).
 * ``p05``, ``p95``: 5th and 95th percentile of the grey levels, 0..1 (a dark image has a dark
   95th percentile: even its brightest parts are dark).
 * ``mean_r``, ``mean_g``, ``mean_b``: channel means, 0..1 (of the 8x8 colour thumbnail).
@@ -36,7 +37,6 @@ from PIL import Image
 PROPERTIES = ("brightness", "contrast", "sharpness", "entropy", "chroma", "p05", "p95",
               "mean_r", "mean_g", "mean_b")
 SHARP_SIDE = 256      # sharpness is measured on the grey image reduced to at most this side
-COLOUR_SIDE = 64      # chroma and channel means on the colour image reduced to at most this side
 COLOUR_THUMB = 8      # side of the colour descriptor thumbnail
 
 
@@ -46,62 +46,66 @@ def _reduced(img: Image.Image, side: int) -> Image.Image:
     return img.reduce(f) if f > 1 else img
 
 
-_LEVELS = np.arange(256, dtype=np.float64)
-_LEVELS2 = _LEVELS * _LEVELS
+_MOMENTS = np.stack([np.arange(256.0), np.arange(256.0) ** 2], axis=1)   # (256, 2): sum x, sum x^2
+_MAX_PIXELS = SHARP_SIDE * SHARP_SIDE
+with np.errstate(divide="ignore", invalid="ignore"):
+    _CLOGC = np.nan_to_num(np.arange(_MAX_PIXELS + 1.0) * np.log2(np.arange(_MAX_PIXELS + 1.0)))  # c log2 c
+_QUANTILES = np.array([0.05, 0.95])
 
 
-def _percentiles(hist: np.ndarray, n: int) -> tuple[float, float]:
-    cum = np.cumsum(hist)
-    return (float(np.searchsorted(cum, 0.05 * n)) / 255.0, float(np.searchsorted(cum, 0.95 * n)) / 255.0)
-
-
-def _thumb(img: Image.Image) -> np.ndarray:
-    """COLOUR_THUMB-sided box average of `img` (reduce when the size divides evenly: faster)."""
+def _thumb(img: Image.Image, pixels: np.ndarray | None = None) -> np.ndarray:
+    """COLOUR_THUMB-sided box average of an image: from its pixel array for small images whose
+    sides divide evenly (no PIL round trip: CIFAR's 32x32), else by PIL (reduce when it divides)."""
     w, h = img.size
-    if w == h and w % COLOUR_THUMB == 0:
-        small = img.reduce(w // COLOUR_THUMB) if w > COLOUR_THUMB else img
+    f = COLOUR_THUMB
+    if pixels is not None and w % f == 0 and h % f == 0 and max(w, h) <= 64:
+        bh, bw = h // f, w // f
+        c = pixels.reshape(f, bh, f, bw, -1).sum(axis=(1, 3), dtype=np.uint32)
+        out = ((c + bh * bw // 2) // (bh * bw)).astype(np.uint8)
+        return out[:, :, 0] if pixels.ndim == 2 else out
+    if w == h and w % f == 0:
+        small = img.reduce(w // f) if w > f else img
     else:
-        small = img.resize((COLOUR_THUMB, COLOUR_THUMB), Image.Resampling.BOX)
+        small = img.resize((f, f), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.uint8)
 
 
-def measure(flat: Image.Image, gray: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(props, colour) of one image: `flat` is the image as 8-bit "L" or "RGB" (hashing._flat_image),
-    `gray` its grey version at the same size. Written for speed on tiny images (CIFAR's 32x32, where
-    numpy's per-call overhead dominates): the grey mean, spread, percentiles and entropy all come
-    from one 256-bin histogram, the Laplacian is built in place, channel means come from the 8x8
-    thumbnail (the image's means up to the box edges)."""
-    g8 = np.asarray(_reduced(gray, SHARP_SIDE), dtype=np.uint8)
+def measure(gray: Image.Image, gray_pixels: np.ndarray | None = None, flat: Image.Image | None = None,
+            rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(props, colour) of one image: `gray` is its grey version, `flat` the image as 8-bit "L" or
+    "RGB" (hashing._flat_image; None: grey), `gray_pixels` and `rgb` their arrays when the caller
+    has them (extract does: each PIL-to-numpy conversion costs more than the arithmetic here). Written for speed on tiny images (CIFAR's 32x32, where
+    numpy's per-call overhead dominates, benchmarks/content_checks.py --cost): the grey mean, spread,
+    percentiles and entropy all come from one 256-bin histogram (entropy through a c log c table),
+    the Laplacian and gradient energies from five shifted views, and chroma and the channel means
+    from the 8x8 colour thumbnail."""
+    flat = gray if flat is None else flat
+    reduced = _reduced(gray, SHARP_SIDE)
+    g8 = gray_pixels if reduced is gray and gray_pixels is not None else np.asarray(reduced, dtype=np.uint8)
     n = g8.size
     hist = np.bincount(g8.ravel(), minlength=256)
-    mean = float(hist @ _LEVELS) / n
-    spread = max(0.0, float(hist @ _LEVELS2) / n - mean * mean) ** 0.5
-    p = hist[hist > 0] / n
-    entropy = float(-(p * np.log2(p)).sum())
+    s1, s2 = hist @ _MOMENTS
+    mean = s1 / n
+    spread = max(0.0, s2 / n - mean * mean) ** 0.5
+    entropy = max(0.0, float(np.log2(n) - _CLOGC[hist].sum() / n))
+    p05, p95 = np.searchsorted(np.cumsum(hist), _QUANTILES * n) / 255.0
     sharp = 0.0
     if min(g8.shape) >= 3:
         g = g8.astype(np.float32)
-        lap = g[1:-1, 1:-1] * 4.0
-        lap -= g[:-2, 1:-1]
-        lap -= g[2:, 1:-1]
-        lap -= g[1:-1, :-2]
-        lap -= g[1:-1, 2:]
-        v = lap.ravel()
-        lap_var = max(0.0, float(v @ v) / v.size - (float(v.sum()) / v.size) ** 2)
-        gx = (g[1:-1, 2:] - g[1:-1, :-2]).ravel()
-        gy = (g[2:, 1:-1] - g[:-2, 1:-1]).ravel()
-        grad_rms = ((float(gx @ gx) + float(gy @ gy)) / v.size) ** 0.5
-        sharp = lap_var ** 0.5 / (grad_rms + 1.0)
-    p05, p95 = _percentiles(hist, n)
+        mid = g[1:-1]
+        up, down, left, right = g[:-2, 1:-1], g[2:, 1:-1], mid[:, :-2], mid[:, 2:]
+        lap = (mid[:, 1:-1] * 4.0 - up - down - left - right).ravel()
+        gx = (right - left).ravel()
+        gy = (down - up).ravel()
+        # rms Laplacian over rms gradient (the Laplacian's mean is a boundary term, near zero)
+        sharp = (float(lap @ lap) / (float(gx @ gx + gy @ gy) + lap.size)) ** 0.5 if lap.size else 0.0
     if flat.mode == "RGB":
-        c = np.asarray(_reduced(flat, COLOUR_SIDE), dtype=np.uint8)
-        r, gg, b = c[..., 0], c[..., 1], c[..., 2]
-        chroma = float((np.maximum(np.maximum(r, gg), b) - np.minimum(np.minimum(r, gg), b)).mean()) / 255.0
-        colour = _thumb(flat)
+        colour = _thumb(flat, rgb)
     else:
-        chroma = 0.0
-        colour = np.repeat(_thumb(gray)[:, :, None], 3, axis=2)
-    means = colour.reshape(-1, 3).sum(axis=0) / (255.0 * COLOUR_THUMB * COLOUR_THUMB)
+        colour = np.repeat(_thumb(gray, gray_pixels)[:, :, None], 3, axis=2)
+    c = colour.reshape(-1, 3)
+    chroma = float((c.max(axis=1) - c.min(axis=1)).mean()) / 255.0 if flat.mode == "RGB" else 0.0
+    means = c.sum(axis=0) / (255.0 * COLOUR_THUMB * COLOUR_THUMB)
     props = np.array([mean / 255.0, spread / 255.0, sharp, entropy, chroma, p05, p95, *means],
                      dtype=np.float32)
     return props, colour

@@ -66,12 +66,14 @@ def prepare(img: Image.Image) -> None:
         img.draft("RGB" if img.mode not in ("L", "1") else "L", (THUMB * 4, THUMB * 4))
 
 
-def _pixel_digest(img: Image.Image) -> bytes:
+def _pixel_digest(img: Image.Image, pixels: np.ndarray | None = None) -> bytes:
+    """`pixels`: the image's own pixels as an array when the caller has them (an "L" or "RGB"
+    image: the same bytes as img.tobytes(), without a second copy)."""
     if img.mode in ("P", "PA", "1"):
         img = img.convert("RGBA" if ("transparency" in img.info or img.mode == "PA") else "RGB")
     h = hashlib.blake2b(digest_size=8)
     h.update(f"{img.mode}{img.size}".encode())
-    h.update(img.tobytes())
+    h.update(memoryview(np.ascontiguousarray(pixels)) if pixels is not None else img.tobytes())
     return h.digest()
 
 
@@ -222,7 +224,7 @@ def _shrink(gray: Image.Image) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
-def thumbnails(img: Image.Image, gray: Image.Image | None = None
+def thumbnails(img: Image.Image, gray: Image.Image | None = None, gray_pixels: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int, int, int]]:
     """(thumbnail, inner thumbnail or None, flat border box) of an image.
 
@@ -232,12 +234,12 @@ def thumbnails(img: Image.Image, gray: Image.Image | None = None
     what is inside it: a second view of the image, so that a padded or re-margined copy lines up
     with its original. It is a view added, not a replacement, because whether a border counts as
     flat can differ between an image and its copy (noise added, a gamma change on a near-flat sky).
-    `gray` is the grey image when the caller has made it already (extract).
+    `gray` (and `gray_pixels`, its array) when the caller has made them already (extract).
     """
     from_jpeg = img.format in ("JPEG", "MPO")
     if gray is None:
         gray = _flat_image(img).convert("L")
-    arr = np.asarray(gray)
+    arr = np.asarray(gray) if gray_pixels is None else gray_pixels
     # JPEG repeats rows exactly inside its 8x8 blocks, and a Keras fill saved as JPEG is no longer exact
     top, bottom, left, right = fill_bands(arr) if not from_jpeg else (0, 0, 0, 0)
     if top or bottom or left or right:
@@ -299,15 +301,19 @@ def extract(img: Image.Image) -> dict[str, np.ndarray]:
     and "colour" are the content properties (dsaudit.content.properties), measured on the same
     decoded pixels."""
     flat = _flat_image(img)
-    gray = flat.convert("L")
-    thumb, inner, box = thumbnails(img, gray)
-    props, colour = properties.measure(flat, gray)
+    gray = flat if flat.mode == "L" else flat.convert("L")
+    gray_pixels = np.asarray(gray)
+    rgb = np.asarray(flat) if flat.mode == "RGB" else None
+    thumb, inner, box = thumbnails(img, gray, gray_pixels)
+    props, colour = properties.measure(gray, gray_pixels, flat, rgb)
+    # an "L" or "RGB" image is its own flat image: its pixel arrays are img.tobytes()'s bytes
+    own = (gray_pixels if img.mode == "L" else rgb) if flat is img else None
     out = {
         "thumb": thumb,
         "props": props,
         "colour": colour,
         "border": np.array(box, dtype=np.uint16),
-        "pixel_hash": np.frombuffer(_pixel_digest(img), dtype=np.uint64).copy(),
+        "pixel_hash": np.frombuffer(_pixel_digest(img, own), dtype=np.uint64).copy(),
     }
     if inner is not None:
         out["inner"] = inner
