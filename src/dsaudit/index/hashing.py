@@ -40,7 +40,7 @@ from PIL import Image
 
 from dsaudit.content import properties
 
-FEATURES_VERSION = "5"   # 5: content properties ("props", "colour")
+FEATURES_VERSION = "6"   # 5: content properties ("props", "colour"); 6: sharpness over the gradient, chroma of the 8x8 thumbnail
 THUMB = 32
 
 # The 8 dihedral transforms of a square image, as (name, transpose, flip rows, flip columns), applied
