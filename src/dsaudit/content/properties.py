@@ -74,9 +74,9 @@ def measure(gray: Image.Image, gray_pixels: np.ndarray | None = None, flat: Imag
             rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(props, colour) of one image: `gray` is its grey version, `flat` the image as 8-bit "L" or
     "RGB" (hashing._flat_image; None: grey), `gray_pixels` and `rgb` their arrays when the caller
-    has them (extract does: each PIL-to-numpy conversion costs more than the arithmetic here). Written for speed on tiny images (CIFAR's 32x32, where
-    numpy's per-call overhead dominates, benchmarks/content_checks.py --cost): the grey mean, spread,
-    percentiles and entropy all come from one 256-bin histogram (entropy through a c log c table),
+    has them (extract does: each PIL-to-numpy conversion costs more than the arithmetic here).
+    Written for speed on tiny images (CIFAR's 32x32, where numpy's per-call overhead dominates,
+    benchmarks/content_checks.py --cost): the grey mean, spread, percentiles and entropy all come from one 256-bin histogram (entropy through a c log c table),
     the Laplacian and gradient energies from five shifted views, and chroma and the channel means
     from the 8x8 colour thumbnail."""
     flat = gray if flat is None else flat
