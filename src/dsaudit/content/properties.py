@@ -76,9 +76,10 @@ def measure(gray: Image.Image, gray_pixels: np.ndarray | None = None, flat: Imag
     "RGB" (hashing._flat_image; None: grey), `gray_pixels` and `rgb` their arrays when the caller
     has them (extract does: each PIL-to-numpy conversion costs more than the arithmetic here).
     Written for speed on tiny images (CIFAR's 32x32, where numpy's per-call overhead dominates,
-    benchmarks/content_checks.py --cost): the grey mean, spread, percentiles and entropy all come from one 256-bin histogram (entropy through a c log c table),
-    the Laplacian and gradient energies from five shifted views, and chroma and the channel means
-    from the 8x8 colour thumbnail."""
+    benchmarks/content_checks.py --cost): the grey mean, spread, percentiles and entropy all come
+    from one 256-bin histogram (entropy through a c log c table), the Laplacian and gradient
+    energies from five shifted views, and chroma and the channel means from the 8x8 colour
+    thumbnail."""
     flat = gray if flat is None else flat
     reduced = _reduced(gray, SHARP_SIDE)
     g8 = gray_pixels if reduced is gray and gray_pixels is not None else np.asarray(reduced, dtype=np.uint8)
