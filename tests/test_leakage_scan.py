@@ -261,8 +261,9 @@ def test_covid_ct_pool_reports_its_real_cross_label_duplicates(covid_ct):
 
 
 def test_split_too_large_for_the_within_search_gets_an_info_finding(tmp_path):
-    """With a budget below the split's size the k-NN search inside it is skipped or shifts are
-    dropped; DSA204 says so (info) instead of staying quiet, and a rescan says the same."""
+    """With a budget below the split's size the k-NN search inside it drops the shifts or runs
+    approximately (never skipped); DSA204 says so (info) and how much (the share compared, the
+    sampled neighbour recall) instead of staying quiet, and a rescan says the same."""
     pats = _patches(12, seed=8)
     for i in range(12):
         write_image(tmp_path / "train" / ("a" if i < 6 else "b") / f"t{i}.png", pats[i])
@@ -270,14 +271,36 @@ def test_split_too_large_for_the_within_search_gets_an_info_finding(tmp_path):
             write_image(tmp_path / "val" / "a" / f"v{i}.png", pats[(i + 6) % 12][::-1])
     quiet = scan(tmp_path, _config())
     assert not [f for f in quiet.findings if f.check_id == "DSA204"]
-    # 12 train and 4 val images, 9 query shifts: train needs 144 x 9, val 16 x 9 pairs x shifts
-    expected = {100.0: [("budget:train", "skipped"), ("budget:val", "no-shifts")],
+    # 12 train and 4 val images, 11 query versions: train needs 144 x 11, val 16 x 11 pairs x versions
+    expected = {100.0: [("budget:train", "approximate"), ("budget:val", "no-shifts")],
                 12 * 12 * 2.0: [("budget:train", "no-shifts")]}
     for budget, want in expected.items():
         res = scan(tmp_path, _config(knn_within_max_pairs=budget))
         infos = [f for f in res.findings if f.check_id == "DSA204"]
         assert [(f.subject, f.evidence["plan"]) for f in infos] == want, [(f.subject, f.evidence) for f in infos]
         assert all(f.severity.name == "INFO" and "knn_within_max_pairs" in f.hint for f in infos)
+        for f in infos:
+            if f.evidence["plan"] == "approximate":
+                kept = f.evidence["approximate"]
+                assert 0 < kept["share"] <= 1 and 0 <= kept["neighbour_recall"] <= 1 and kept["recall_sample"] == 12
+                assert "approximately" in f.message and "nearest neighbours" in f.message
+                assert res.sections["leakage"]["approximate_knn"]["train"] == kept
+
+
+def test_an_approximate_within_split_search_still_finds_the_copies(tmp_path):
+    """Over its budget, a split is searched through the inverted-file index, not skipped: a
+    shifted copy that the hashes miss is still found inside train."""
+    pats = _patches(30, seed=4, size=48)
+    for i, p in enumerate(pats):
+        write_image(tmp_path / "train" / ("a" if i % 2 else "b") / f"t{i}.png", p)
+    write_image(tmp_path / "train" / "a" / "copy.png", np.roll(pats[3], 5, axis=1)[:, 5:])
+    write_image(tmp_path / "val" / "a" / "v0.png", pats[5][::-1, ::-1].copy())
+    for budget in (1e9, 100.0):   # exact, then approximate
+        res = scan(tmp_path, _config(knn_within_max_pairs=budget))
+        within = [set(f.paths) for f in res.findings if f.check_id == "DSA204" and f.paths]
+        assert any({"train/a/t3.png", "train/a/copy.png"} <= w for w in within), (budget, within)
+        plans = [f.evidence.get("plan") for f in res.findings if f.check_id == "DSA204" and not f.paths]
+        assert plans == ([] if budget > 1e6 else ["approximate"]), plans
 
 
 def test_padded_and_letterboxed_copies_are_found_and_padded_strangers_are_not(tmp_path):

@@ -58,9 +58,9 @@ class LeakageConfig:
     knn: int = 8                          # nearest train neighbours per val/test image checked (0: off)
     knn_min_similarity: float = 0.3       # whitened-descriptor cosine below which a k-NN candidate is not verified
     knn_shifts: bool = True               # score train images at the best of 9 query shifts (3x3 grid, 0/+-2 px)
-    knn_max_pairs: float = 5e10           # skip the k-NN candidates when queries x references x shifts exceeds this
+    knn_max_pairs: float = 5e10           # queries x references x shifts above which the k-NN runs approximately
     knn_within: int = 4                   # neighbours per image inside its own split / the pool (0: off)
-    knn_within_max_pairs: float = 2e9     # per split: images^2 x shifts; above it without shifts, then skipped
+    knn_within_max_pairs: float = 2e9     # per split: images^2 x shifts; above it without shifts, then approximate
     group_regex: str = ""                 # regex on the relative path; group(1) or the match is the group
     cluster_warn_ratio: float = 0.8       # warn when effective/raw count of a class falls below this
 

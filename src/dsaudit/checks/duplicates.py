@@ -15,7 +15,7 @@ import pandas as pd
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
 from dsaudit.similarity.matching import (MAX_EVIDENCE_PAIRS, _components, _rows_per_group, analyse,
-                                         within_search_plan)
+                                         describe_approximation, within_search_plan)
 
 
 def _pair_evidence(cols: dict[str, np.ndarray], rows: np.ndarray, names: dict[str, np.ndarray],
@@ -119,6 +119,17 @@ class NearDuplicateLeak(Check):
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         res = analyse(ctx)
         cols, splits, names = res["pair_columns"], res["splits"], res["names"]
+        kept = res["approximate"].get("across splits")
+        if kept:   # say so when the search across splits was approximate (over leakage.knn_max_pairs)
+            budget = ctx.config.leakage.knn_max_pairs
+            yield self.finding(
+                "near-duplicate search across splits approximate (over its budget)",
+                f"The k-NN search of the evaluation images against the training images ran approximately: "
+                f"{describe_approximation(kept)}. Raise leakage.knn_max_pairs (now {budget:g}; it takes "
+                "queries x references x shifts) to search it fully.",
+                evidence={"approximate": kept, "knn_max_pairs": budget},
+                hint="Raise leakage.knn_max_pairs for an exact search, or accept that some copies may be missed.",
+                subject="budget:across", severity=Severity.INFO)
         for group, rows in zip(res["components"], res["group_rows"]):
             is_cross_near = (cols["kind"][rows] == "near") & cols["cross_split"][rows].astype(bool)
             cross_near = rows[is_cross_near]
@@ -196,21 +207,23 @@ class DuplicatesWithinSplit(Check):
             images = table[table["kind"] == "image"]
             for split, count in sorted(images.groupby("split").size().items()):
                 plan = within_search_plan(int(count), ctx.config.leakage)
-                if plan in ("no-shifts", "skipped"):
+                if plan in ("no-shifts", "approximate"):
                     where = split or "the pool"
-                    what = ("without query shifts (shifted copies are found only when the hashes catch them)"
-                            if plan == "no-shifts" else
-                            "not at all: only copies that the hashes catch (re-encoded, resized, flipped, "
-                            "rotated by 90 degrees) were looked for")
+                    kept = res["approximate"].get(split)
+                    if plan == "approximate" and kept:
+                        what = "approximately: " + describe_approximation(kept)
+                    else:
+                        what = "without query shifts (shifted copies are found only when the hashes catch them)"
+                    budget = ctx.config.leakage.knn_within_max_pairs
                     yield self.finding(
                         f"near-duplicate search inside {where} limited by its budget",
                         f"{count} images in {where}: the k-NN search for augmented copies inside it ran {what}. "
-                        f"Raise leakage.knn_within_max_pairs (now {ctx.config.leakage.knn_within_max_pairs:g}; "
-                        f"it takes images^2 x shifts) to search it fully.",
-                        evidence={"images": int(count), "plan": plan,
-                                  "knn_within_max_pairs": ctx.config.leakage.knn_within_max_pairs},
+                        f"Raise leakage.knn_within_max_pairs (now {budget:g}; it takes images^2 x shifts) "
+                        "to search it fully.",
+                        evidence={"images": int(count), "plan": plan, "knn_within_max_pairs": budget,
+                                  **({"approximate": kept} if plan == "approximate" and kept else {})},
                         hint="Raise leakage.knn_within_max_pairs for a full search (its cost grows with "
-                             "the square of the split size), or accept that only hash-close copies are found.",
+                             "the square of the split size), or accept that some copies may be missed.",
                         subject=f"budget:{split}", severity=Severity.INFO)
         cols, names = res["pair_columns"], res["names"]
         within = np.nonzero(~cols["cross_split"].astype(bool))[0]

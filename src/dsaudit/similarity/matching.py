@@ -38,7 +38,7 @@ from dsaudit.similarity.verify import verify_pairs, warp
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "17"
+MATCHER_VERSION = "18"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -120,29 +120,64 @@ class Whitening:
 
 
 def within_search_plan(m: int, cfg: LeakageConfig) -> str:
-    """How the k-NN search inside a split of m images runs: "shifts", "no-shifts" (over budget
-    with the query shifts), "skipped" (over budget even without them) or "off"."""
+    """How the k-NN search inside a split of m images runs: "shifts" (exact, with the query
+    versions), "no-shifts" (exact, over budget with the versions), "approximate" (over budget even
+    without them: an inverted-file index with the versions, probing what the budget pays for; see
+    `approximate_plan`) or "off". Never skipped: the budget makes it approximate, not absent."""
     if cfg.knn_within <= 0 or m < 2:
         return "off"
     n_shifts = len(KNN_SHIFTS) + len(KNN_SQUEEZES) if cfg.knn_shifts else 1
     if m * m * n_shifts <= cfg.knn_within_max_pairs:
         return "shifts"
-    return "no-shifts" if m * m <= cfg.knn_within_max_pairs else "skipped"
+    return "no-shifts" if m * m <= cfg.knn_within_max_pairs else "approximate"
+
+
+# An approximate search compares a query version with a reference at about this many times the
+# cost of one comparison of the exact blocked products (faiss scans its cells query by query); the
+# budget is spent in exact comparisons (benchmarks/scan_speed.py prints the stages' times)
+IVF_COST = 4.0
+# The query versions (shifts, squeezes) are kept when the budget pays for at least this share of
+# the references with them (benchmarks/knn_bound.py: a quarter of the cells keeps nearly every
+# copy's source, an eighth loses 2-6 points); below it the versions go first and the share grows
+MIN_SHARE = 1 / 16
+
+
+def approximate_plan(n_queries: int, n_refs: int, n_versions: int, budget: float) -> tuple[bool, float]:
+    """(keep the query versions?, share of the references to compare) for an approximate search
+    of n_queries x n_versions against n_refs within `budget` exact comparisons. The index probes
+    at least ann.MIN_PROBES cells whatever the share, so the search is never empty."""
+    full = float(n_queries) * n_refs * IVF_COST
+    with_versions = budget / max(full * n_versions, 1.0)
+    if n_versions > 1 and with_versions >= MIN_SHARE:
+        return True, float(min(1.0, with_versions))
+    return False, float(min(1.0, budget / max(full, 1.0)))
 
 
 def _knn_scored(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
-                shifts, k: int, min_sim: float, white: "Whitening | None" = None, squeezes=()):
+                shifts, k: int, min_sim: float, white: "Whitening | None" = None, squeezes=(),
+                approx: "dict | None" = None):
     """(reference, query, cosine) of each query's k nearest references by whitened descriptor,
     the query scored at the best of its versions: translated by each of `shifts` (pass () for
     none) and squeezed along one axis by each of `squeezes`. The whitening is fitted on the
-    references unless given."""
+    references unless given. `approx` ({"share": s, "runs": [...]}) searches an inverted-file
+    index over the references probing share s of its cells instead (ann.ivf_join; the index is
+    built once per reference set and kept in the dict) and appends what it kept to "runs"."""
     if not len(refs) or not len(queries) or not (len(shifts) or len(squeezes)):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     white = white or Whitening.fit(desc[refs])
     versions = [white(desc[queries] if (dy, dx) == (0, 0) else shifted_descriptors(thumbs[queries], dy, dx))
                 for dy, dx in shifts]
     versions += [white(squeezed_descriptors(thumbs[queries], axis, f)) for axis, f in squeezes]
-    q, r, sim = knn_join(np.stack(versions), white(desc[refs]), k, min_sim=min_sim)
+    if approx is None:
+        q, r, sim = knn_join(np.stack(versions), white(desc[refs]), k, min_sim=min_sim)
+        return refs[r], queries[q], sim
+    from dsaudit.similarity.ann import IvfIndex, ivf_join
+
+    key = ("index", len(refs), int(refs[0]), int(refs[-1]))
+    if key not in approx:
+        approx[key] = IvfIndex(white(desc[refs]))
+    q, r, sim, kept = ivf_join(np.stack(versions), approx[key], k, min_sim, approx["share"])
+    approx["runs"].append(kept)
     return refs[r], queries[q], sim
 
 
@@ -172,7 +207,7 @@ def _kth_best(q: np.ndarray, sim: np.ndarray, k: int, n: int, floor: float) -> n
 
 def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
                     shifts, k: int, min_sim: float, margin: float = 1.0,
-                    is_view: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    is_view: np.ndarray | None = None, approx: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(reference, query) positions of each query's k nearest references by whitened descriptor,
     the query scored at the best of `shifts`, within `margin` of the query's best cosine.
 
@@ -185,7 +220,7 @@ def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, quer
     extra version lifts lookalikes into a query's k nearest and pushes the copy out (COVID-CT
     rotations 90% -> 89% with the squeezes, crops 99% -> 97% with the views;
     benchmarks/leakage_recall.py --per 100). The whitening is
-    fitted on the whole-image references throughout."""
+    fitted on the whole-image references throughout. `approx`: see _knn_scored."""
     n = len(thumbs)
     views = is_view is not None and bool(is_view[refs].any() or is_view[queries].any())
     if views:
@@ -194,14 +229,14 @@ def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, quer
     else:
         r_full, q_full = refs, queries
     white = Whitening.fit(desc[r_full if len(r_full) else refs]) if len(refs) and len(queries) else None
-    r1, q1, s1 = _knn_scored(thumbs, desc, r_full, q_full, shifts, k, min_sim, white)
+    r1, q1, s1 = _knn_scored(thumbs, desc, r_full, q_full, shifts, k, min_sim, white, approx=approx)
     extra = []
     squeezes = KNN_SQUEEZES if len(shifts) > 1 else ()
     if squeezes:
-        extra.append(_knn_scored(thumbs, desc, r_full, q_full, (), k, min_sim, white, squeezes))
+        extra.append(_knn_scored(thumbs, desc, r_full, q_full, (), k, min_sim, white, squeezes, approx=approx))
     if views:
-        extra.append(_knn_scored(thumbs, desc, refs, q_view, shifts, k, min_sim, white, squeezes))
-        extra.append(_knn_scored(thumbs, desc, r_view, q_full, shifts, k, min_sim, white, squeezes))
+        extra.append(_knn_scored(thumbs, desc, refs, q_view, shifts, k, min_sim, white, squeezes, approx=approx))
+        extra.append(_knn_scored(thumbs, desc, r_view, q_full, shifts, k, min_sim, white, squeezes, approx=approx))
     if not extra:
         return _within_margin(r1, q1, s1, margin, n)
     rx, qx, sx = (np.concatenate([e[i] for e in extra]) for i in range(3))
@@ -226,11 +261,12 @@ def turned_thumbs(thumbs: np.ndarray, angle: float, mirrored: bool) -> np.ndarra
 
 def turned_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
                       k: int, min_sim: float, margin: float, white: "Whitening | None" = None,
-                      is_view: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                      is_view: np.ndarray | None = None,
+                      approx: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(reference, query, turn in degrees, mirrored) of each query's k nearest references over its
     KNN_TURNS versions, within `margin` of its best cosine there; each pair carries the version that
     scored best, for verification to start from. Inner views are left out (a turned copy's border
-    is not flat)."""
+    is not flat). `approx`: an approximate search as in _knn_scored."""
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool))
     if is_view is not None:
         refs, queries = refs[~is_view[refs]], queries[~is_view[queries]]
@@ -239,7 +275,16 @@ def turned_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, qu
     white = white or Whitening.fit(desc[refs])
     versions = np.stack([white(descriptors(turned_thumbs(thumbs[queries], a, f))) for a, f in KNN_TURNS])
     wr = white(desc[refs])
-    q, r, sim = knn_join(versions, wr, k, min_sim=min_sim)
+    if approx is None:
+        q, r, sim = knn_join(versions, wr, k, min_sim=min_sim)
+    else:
+        from dsaudit.similarity.ann import IvfIndex, ivf_join
+
+        key = ("index", len(refs), int(refs[0]), int(refs[-1]))
+        if key not in approx:
+            approx[key] = IvfIndex(wr)
+        q, r, sim, kept = ivf_join(versions, approx[key], k, min_sim, approx["share"])
+        approx["runs"].append(kept)
     if not len(q):
         return empty
     best = np.full(len(queries), -np.inf, np.float32)
@@ -282,6 +327,7 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
 
     t0 = time.perf_counter()
     shifts = KNN_SHIFTS if cfg.knn_shifts else ((0, 0),)
+    approximations: dict[str, dict] = {}   # what each approximate search kept (out.attrs)
     found_a: list[np.ndarray] = []
     found_b: list[np.ndarray] = []
     turned: list[tuple[np.ndarray, ...]] = []   # (reference, query, turn, mirrored) of the turned search
@@ -289,14 +335,20 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
         refs = np.nonzero(split_code == ref_code)[0]
         queries = np.nonzero(split_code != ref_code)[0]
         n_versions = len(shifts) + (len(KNN_SQUEEZES) if len(shifts) > 1 else 0)
-        if len(refs) and len(queries) and len(refs) * len(queries) * n_versions <= cfg.knn_max_pairs:
-            r, q = _knn_candidates(thumbs, desc, refs, queries, shifts, cfg.knn, cfg.knn_min_similarity,
-                                   margin=KNN_MARGIN, is_view=is_view)
+        if len(refs) and len(queries):
+            approx, use = None, shifts   # over budget: approximate, never skipped
+            if len(refs) * len(queries) * n_versions > cfg.knn_max_pairs:
+                keep, share = approximate_plan(len(queries), len(refs), n_versions, cfg.knn_max_pairs)
+                approx, use = {"share": share, "runs": []}, (shifts if keep else ((0, 0),))
+            r, q = _knn_candidates(thumbs, desc, refs, queries, use, cfg.knn, cfg.knn_min_similarity,
+                                   margin=KNN_MARGIN, is_view=is_view, approx=approx)
             found_a.append(r)
             found_b.append(q)
-            if len(shifts) > 1:
+            if len(use) > 1:
                 turned.append(turned_candidates(thumbs, desc, refs, queries, KNN_TURN_K, cfg.knn_min_similarity,
-                                                KNN_MARGIN, is_view=is_view))
+                                                KNN_MARGIN, is_view=is_view, approx=approx))
+            if approx is not None:
+                approximations["across"] = dict(_approximation_summary(approx["runs"]), shifts=len(use) > 1)
     timings["knn_search"] = time.perf_counter() - t0
 
     # inside each split (or the one pool): augmented copies written next to their originals
@@ -305,20 +357,29 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
         for code in np.unique(split_code):
             members = np.nonzero(split_code == code)[0]
             n_images = len(members) if is_view is None else int(np.count_nonzero(~is_view[members]))
-            plan = within_search_plan(n_images, cfg)   # DSA204 reports what the budget cut
-            if plan in ("off", "skipped"):
+            plan = within_search_plan(n_images, cfg)   # DSA204 reports what the budget changed
+            if plan == "off":
                 continue
-            use = shifts if plan == "shifts" else ((0, 0),)
+            use = ((0, 0),) if plan == "no-shifts" else shifts
+            approx = None
+            if plan == "approximate":
+                n_versions = len(use) + (len(KNN_SQUEEZES) if len(use) > 1 else 0)
+                keep, share = approximate_plan(n_images, n_images, n_versions, cfg.knn_within_max_pairs)
+                approx, use = {"share": share, "runs": []}, (use if keep else ((0, 0),))
             r, q = _knn_candidates(thumbs, desc, members, members, use, cfg.knn_within + 1,
-                                   cfg.knn_min_similarity, margin=KNN_WITHIN_MARGIN, is_view=is_view)
+                                   cfg.knn_min_similarity, margin=KNN_WITHIN_MARGIN, is_view=is_view,
+                                   approx=approx)
             other = r != q
             found_a.append(r[other])
             found_b.append(q[other])
-            if plan == "shifts" and len(shifts) > 1:
+            if plan != "no-shifts" and len(use) > 1:
                 tr = turned_candidates(thumbs, desc, members, members, KNN_TURN_K + 1, cfg.knn_min_similarity,
-                                       KNN_WITHIN_MARGIN, is_view=is_view)
+                                       KNN_WITHIN_MARGIN, is_view=is_view, approx=approx)
                 other = tr[0] != tr[1]
                 turned.append(tuple(x[other] for x in tr))
+            if approx is not None:
+                approximations[f"within:{int(code)}"] = dict(_approximation_summary(approx["runs"]),
+                                                             shifts=len(use) > 1)
     timings["knn_within_search"] = time.perf_counter() - t0
     ka = np.concatenate(found_a) if found_a else np.zeros(0, np.int64)
     kb = np.concatenate(found_b) if found_b else np.zeros(0, np.int64)
@@ -385,7 +446,18 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
         out = (out.assign(_lo=lo, _hi=hi).sort_values(["_lo", "_hi", "similarity"], ascending=[True, True, False],
                                                       kind="stable")
                .drop_duplicates(["_lo", "_hi"]).drop(columns=["_lo", "_hi"]).sort_index().reset_index(drop=True))
+    out.attrs["approximate"] = approximations
     return out
+
+
+def _approximation_summary(runs: list) -> dict[str, float]:
+    """One search's approximation (ann.Approximation of its runs: the main search, the squeezes,
+    the views): the share of the references compared and the sampled neighbour recall, the
+    smallest of the runs (the main search's first)."""
+    main = runs[0].as_dict()
+    main["share"] = round(min(r.share for r in runs), 4)
+    main["neighbour_recall"] = round(min(r.recall for r in runs), 4)
+    return main
 
 
 def matches_with_views(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
@@ -412,12 +484,14 @@ def matches_with_views(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, 
                        timings=timings, keep_all=keep_all,
                        smooth=None if smooth is None else np.concatenate([smooth, views["smooth"]]),
                        is_view=np.arange(len(owner)) >= n)
+    approximations = out.attrs.get("approximate", {})
     out = out.assign(view_a=out["a"], view_b=out["b"], a=owner[out["a"].to_numpy()], b=owner[out["b"].to_numpy()])
     out = out[out["a"] != out["b"]]
     lo, hi = np.minimum(out["a"], out["b"]), np.maximum(out["a"], out["b"])
     out = (out.assign(_lo=lo, _hi=hi).sort_values(["_lo", "_hi", "similarity", "view_a", "view_b"],
                                                   ascending=[True, True, False, True, True], kind="stable")
            .drop_duplicates(["_lo", "_hi"]).drop(columns=["_lo", "_hi"]).reset_index(drop=True))
+    out.attrs["approximate"] = approximations
     return out
 
 
@@ -554,6 +628,7 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
     timings["exact"] = time.perf_counter() - t0
 
     near_stats: dict[str, float] = {}
+    approximations: dict[str, dict] = {}   # split (or "across splits") -> what its approximate k-NN kept
     if cfg.near and len(img_pos) >= 2 and "thumb" in feats and "phash" in feats:
         thumbs = feats["thumb"][img_pos]
         phash = feats["phash"][img_pos]
@@ -578,6 +653,10 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
         near = ctx.index.memoize("leakage.near", key, search)
         if not near_stats:
             near_stats["reused_from_cache"] = 1.0
+        code_split = {c: s for s, c in order.items()}
+        for where, kept in near.attrs.get("approximate", {}).items():
+            name = "across splits" if where == "across" else code_split.get(int(where.split(":")[1]), "")
+            approximations[name] = dict(kept)
         sizes = table[["width", "height"]].to_numpy()[img_pos] if len(img_pos) else None
         if has_inner is not None and has_inner.any():   # the views that matched, for describe_transform
             thumbs = np.concatenate([thumbs, inner[has_inner]])
@@ -626,12 +705,23 @@ def analyse(ctx: CheckContext) -> dict[str, Any]:
               "group_rows": _rows_per_group(cols["a"], cols["b"], components, n),
               "names": {c: table[c].astype(str).to_numpy() if n else np.zeros(0, str)
                         for c in ("path", "split", "label")},
-              "splits": splits, "labels": labels, "timings": timings}
+              "splits": splits, "labels": labels, "timings": timings, "approximate": approximations}
     ctx.artifacts["leakage._analysis"] = result
     ctx.artifacts["leakage.pairs"] = pairs
     ctx.artifacts["leakage.effective_counts"] = effective
     ctx.sections["leakage"] = _summary(pairs, splits, cfg, timings, effective, len(components))
+    if approximations:
+        ctx.sections["leakage"]["approximate_knn"] = approximations
     return result
+
+
+def describe_approximation(kept: dict) -> str:
+    """One sentence on what an approximate k-NN search compared and kept."""
+    return (f"an inverted-file index compared each image{'' if kept.get('shifts') else ' (without query shifts)'} "
+            f"with {kept['share']:.1%} of the references "
+            f"({kept['probed']} of {kept['cells']} cells per query version); on a sample of "
+            f"{kept['recall_sample']} images it kept {kept['neighbour_recall']:.1%} of the exact "
+            f"nearest neighbours")
 
 
 def _summary(pairs: pd.DataFrame, splits: np.ndarray, cfg: LeakageConfig, timings: dict[str, float],
