@@ -576,6 +576,8 @@ def _finding_view(f: Finding, index: int, thumbs: _Thumbs | None, in_gallery: bo
     sev = str(f.severity)
     evidence = []
     for key, value in f.evidence.items():
+        if key == "display":  # how the report shows the finding, not evidence
+            continue
         if key == "pairs" and isinstance(value, list):
             evidence.append((key, f"{len(value):,} pair(s)" + (" (see the gallery)" if in_gallery else "")))
         else:
