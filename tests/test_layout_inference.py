@@ -193,3 +193,29 @@ def test_the_report_says_how_the_layout_was_read(tmp_path):
     assert "layout read as: split folders by name" in result.output
     html = (out / "report.html").read_text()
     assert "How the layout was read" in html and "read through" in html
+
+
+@pytest.mark.parametrize("folders", [
+    {"Covid-19CT/TrainingData": 2, "Covid-19CT/TestingData": 1},   # a wrapper around named splits
+    {"training_set/training_set": 2, "test_set/test_set": 1},       # Kaggle's doubled folders
+    {"A": 2, "B": 1},                                               # names say nothing: by shape
+])
+def test_object_storage_reads_the_layout_as_the_local_walk_does(tmp_path, folders):
+    import fsspec
+
+    _tree(tmp_path / "data", folders)
+    (tmp_path / "data" / "notes.txt").write_text("x")
+    fs = fsspec.filesystem("memory")
+    for path in sorted((tmp_path / "data").rglob("*")):
+        if path.is_file():
+            fs.pipe(f"/dsaudit-layout/data/{path.relative_to(tmp_path / 'data').as_posix()}", path.read_bytes())
+    try:
+        local = discover(tmp_path / "data")
+        remote = discover("memory://dsaudit-layout/data/")
+        assert (remote.kind, remote.split_folders, remote.classes, remote.reading) == (
+            local.kind, local.split_folders, local.classes, local.reading)
+        rows = [[(e.rel, e.split, e.label) for e in layout.entries] for layout in (remote, local)]
+        assert rows[0] == rows[1]
+        assert sorted((i.kind, i.path) for i in remote.issues) == sorted((i.kind, i.path) for i in local.issues)
+    finally:
+        fs.rm("/dsaudit-layout", recursive=True)
