@@ -277,7 +277,7 @@ def test_a_report_with_500_duplicate_groups_opens_fast_and_every_group_shows_its
         # each finding card shows its own pairs side by side, with the transform in words
         card = page.locator("article.finding").first
         assert card.locator(".pair img.thumb").count() >= 2
-        assert "The right image is the left one" in page.locator("#findings-list").inner_text()
+        assert "The right image is the left one" in page.locator("#findings-list").text_content()
         # the card's link opens the gallery page that holds the group
         last = page.locator("article.finding").nth(519)
         last.locator("a", has_text="All pairs in the gallery").click()
