@@ -19,6 +19,7 @@ from rich.console import Console
 
 from dsaudit import __version__
 from dsaudit.render.terminal import printable
+from dsaudit.safe_write import UnsafeTarget, check_target, write_atomically
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
@@ -99,7 +100,7 @@ def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
     for fmt in formats:
         name, module = REPORTS[fmt]
         renderer = importlib.import_module(f"dsaudit.render.{module}")
-        _write_atomically(out / name, renderer.render(result))
+        write_atomically(out / name, renderer.render(result))
         written.append(out / name)
     return written
 
@@ -132,11 +133,13 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         if is_inside(out, data_root):
             raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
                              "writes into a dataset: pass --out somewhere else")
-        # reports are written through symlinks (see _write_atomically): one into the dataset is refused too
+        # reports are written through symlinks (see safe_write): one into the dataset is refused too
         linked = [out / REPORTS[f][0] for f in chosen if is_inside(out / REPORTS[f][0], data_root)]
         if linked:
             raise UsageError(f"the report {display_path(str(linked[0]))} is a link into the dataset; dsaudit "
                              "never writes into a dataset: remove the link or pass --out somewhere else")
+    if not to_stdout:
+        _check_targets([out / REPORTS[f][0] for f in chosen])  # before the scan, not after it
     show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
     factory, progress = _progress_factory(show_progress)
     try:
@@ -167,6 +170,8 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     else:
         try:
             written = _write_reports(result, out, chosen)
+        except UnsafeTarget as exc:
+            raise UsageError(str(exc)) from None
         except OSError as exc:
             raise UsageError(f"cannot write reports to {display_path(str(out))}: {exc.strerror or exc}") from None
     if not quiet:
@@ -177,6 +182,15 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         if written:
             console.print("Reports: " + ", ".join(printable(display_path(str(p))) for p in written), markup=False)
     return int(result.gate["exit_code"])
+
+
+def _check_targets(paths: list[Path]) -> None:
+    """Refuse output paths that name a FIFO, socket, device, folder or read-only file (safe_write)."""
+    for path in paths:
+        try:
+            check_target(path)
+        except UnsafeTarget as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _check_baseline_output(path: Path) -> None:
@@ -192,7 +206,8 @@ def _check_baseline_output(path: Path) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise UsageError(f"cannot write --output {shown}: {display_path(str(parent))} is not a folder")
-            return
+            break
+    _check_targets([path])
 
 
 def _root_arg(root: Optional[str]):
@@ -344,33 +359,6 @@ def explain(check_id: str = typer.Argument(..., help="A check ID such as DSA202,
         console.print(f"\nThresholds: {check.thresholds()}", markup=False)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a new file beside `path`, then rename it over `path`: an interrupted or failed
-    write (a full disk, a kill) leaves the old file whole, never a truncated report or one that a
-    later `scan --baseline` would reject, and a uniquely named temporary file means two scans
-    writing to one folder never write into each other's. The new file keeps the old one's permissions (else the umask's)
-    and is removed when anything fails. A symlink is written through: the file it points to is
-    replaced (the temporary file beside it) and the link stays, as a plain write would leave it;
-    renaming over the link itself turned a shared, linked baseline into a private copy."""
-    import secrets
-    import stat
-
-    path = Path(os.path.realpath(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        if path.is_file():
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 @app.command()
 def baseline(
     root: Optional[str] = typer.Argument(None, help="Dataset folder (or a URL such as s3://bucket/prefix/).",
@@ -411,7 +399,9 @@ def baseline(
         doc = baseline_document(result.findings)
         try:
             out_file.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            write_atomically(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        except UnsafeTarget as exc:
+            raise UsageError(str(exc)) from None
         except OSError as exc:
             raise UsageError(f"cannot write the baseline to {display_path(str(out_file))}: "
                              f"{exc.strerror or exc}") from None
