@@ -234,15 +234,20 @@ def _out_arg(value: Optional[str], option: str) -> Optional[Path]:
 
 
 def _guard(fn, *args, **kwargs) -> int:
-    """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging."""
+    """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging.
+    SIGTERM stops it as Ctrl-C does (signals.py): one line, exit 143 (130 for Ctrl-C)."""
+    from dsaudit.signals import Terminated, stop_on_sigterm
+
     try:
-        return fn(*args, **kwargs)
+        with stop_on_sigterm():
+            return fn(*args, **kwargs)
     except UsageError as exc:
         _fail(str(exc))
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+        _fail(f"interrupted ({name}): the scan did not finish and wrote no report", code)
     except Exception as exc:  # a bug in dsaudit: say so in one line
         if os.environ.get("DSAUDIT_DEBUG"):
             raise
