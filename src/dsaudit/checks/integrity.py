@@ -550,6 +550,38 @@ class LayoutReading(Check):
                                              "reading": list(ctx.index.layout.reading)})
 
 
+class SplitWithoutImages(Check):
+    """A split (train, val or test) that holds no image a loader could read.
+
+    Why: An empty validation or test split (no class folders, empty class folders, or only files
+    that do not decode) gives no metric at all, or a loader error at the end of the first epoch;
+    an empty training split trains nothing. Either way every number reported for the run is void.
+    Fix: Put the split's images back (check the copy or the download), or remove the split folder
+    and split the training data explicitly.
+    """
+
+    id = "DSA018"
+    name = "integrity.split-without-images"
+    severity = Severity.ERROR
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        layout = ctx.index.layout
+        t = ctx.index.table
+        for split in (s for s in layout.splits if s):
+            rows = t[t["split"] == split]
+            usable = int(((rows["kind"] == "image") & rows["readable"]).sum())
+            if usable:
+                continue
+            classes = layout.classes.get(split, [])
+            held = (f"{len(rows)} file(s), none a readable image" if len(rows) else
+                    f"{len(classes)} class folder(s), all empty" if classes else "no class folders")
+            yield self.finding(f"Split {split!r} has no images",
+                               f"The {split} split holds {held}: nothing can be trained or measured on it.",
+                               subject=f"split:{split}",
+                               evidence={"split": split, "files": int(len(rows)), "classes": list(classes)})
+
+
 CHECKS = [UnreadableImage, TruncatedImage, EmptyFile, NonImageFile, ExtensionMismatch, MixedColourModes,
           TinyImage, ExtremeAspectRatio, DecompressionBomb, EmptyClassFolder, ClassMissingFromSplit,
-          ClassNameVariants, HiddenFiles, SymlinkProblem, UnexpectedEntries, MissingFiles, LayoutReading]
+          ClassNameVariants, HiddenFiles, SymlinkProblem, UnexpectedEntries, MissingFiles, LayoutReading,
+          SplitWithoutImages]
