@@ -178,7 +178,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
     `layout` (from loader objects) replaces the discovery of ROOT or the manifest."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    accepted = policy.load_baseline(baseline) if baseline else set()
+    accepted = policy.load_baseline(baseline) if baseline else {}
     index = build(root, config, manifest, progress=progress, layout=layout)
     for note in index.notes:
         if notify is not None:

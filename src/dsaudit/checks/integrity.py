@@ -456,7 +456,10 @@ class UnexpectedEntries(Check):
              "unknown_split_value": "manifest row(s) with an unknown split value, not scanned",
              "manifest_bad_row": "manifest row(s) with an empty path or label, not scanned",
              "not_regular_file": "entries in class folders that are not regular files (named pipes, devices, "
-                                 "sockets), not read"}
+                                 "sockets), not read",
+             "manifest_duplicate_row": "manifest row(s) repeating an earlier row's file (a loader reads it "
+                                       "twice); scanned once",
+             "manifest_outside_folder": "manifest row(s) naming a file outside the manifest's folder"}
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         for kind, what in self.KINDS.items():
@@ -474,6 +477,8 @@ class UnexpectedEntries(Check):
                 found = images
             if kind == "not_regular_file":
                 severity = Severity.ERROR  # a loader that opens one hangs or reads without end
+            if kind == "manifest_outside_folder":
+                severity = Severity.INFO   # read as listed; said so that it is a choice
             if found:
                 yield self._report(found, what, kind, severity)
 
@@ -481,7 +486,7 @@ class UnexpectedEntries(Check):
         return self.finding(f"{len(found)} {what}",
                             f"{len(found)} {what}, e.g. {found[0].path}"
                             + (f": {found[0].detail}" if found[0].detail else ""),
-                            paths=[i.path for i in found if not i.path.startswith("line ")],
+                            paths=list(dict.fromkeys(i.path for i in found if not i.path.startswith("line "))),
                             subject=kind, severity=severity,
                             evidence={"kind": kind, "entries": [{"path": i.path, "detail": i.detail}
                                                                 for i in found[:EXAMPLES]],
