@@ -92,12 +92,17 @@ class _Pool(ProcessPoolExecutor):
                     pass
 
     def kill_workers(self) -> None:
+        manager = getattr(self, "_executor_manager_thread", None)
         for proc in list((getattr(self, "_processes", None) or {}).values()):
             try:
                 proc.kill()
             except Exception:
                 pass
         self.shutdown(wait=False, cancel_futures=True)
+        # shutdown(wait=False) forgets the manager thread; join it here, or it may still be closing
+        # its wakeup pipe when the interpreter exits (an "Exception ignored in _python_exit" trace)
+        if manager is not None:
+            manager.join(timeout=30)
 
 
 def _pool(jobs: int) -> ProcessPoolExecutor:
