@@ -179,7 +179,7 @@ def test_a_report_that_cannot_be_written_leaves_no_temporary_file(data, tmp_path
     out = tmp_path / "o"
     (out / "report.json").mkdir(parents=True)   # a folder where the report should go
     result = run("scan", data, "-o", out, "--no-probe", "--format", "json")
-    assert one_line_error(result, "cannot write reports"), result.output
+    assert one_line_error(result, "is a folder, not a regular file"), result.output
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
 
 

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from dsaudit import __version__
 from dsaudit.render.terminal import printable
+from dsaudit.safe_write import UnsafeTarget, check_target, write_atomically
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
@@ -39,12 +40,15 @@ COLORS = ("auto", "always", "never")
 def console_for(color: str = "auto", stderr: bool = False) -> Console:
     """A rich Console that honours --color: always (even into a pipe), never (no escape sequences
     at all), auto (colour on a terminal, unless NO_COLOR is set to anything non-empty, as
-    https://no-color.org asks)."""
+    https://no-color.org asks). Rich wraps at 80 columns when the stream is no terminal, which cut
+    paths and titles mid-line in `dsaudit scan ... | tee log` or a CI log: lines are not wrapped
+    there (soft wrap), so each one stays whole for grep."""
+    soft = not (sys.stderr if stderr else sys.stdout).isatty()
     if color == "always":
-        return Console(stderr=stderr, highlight=False, force_terminal=True)
+        return Console(stderr=stderr, highlight=False, force_terminal=True, soft_wrap=soft)
     if color == "never" or os.environ.get("NO_COLOR"):
-        return Console(stderr=stderr, highlight=False, color_system=None)
-    return Console(stderr=stderr, highlight=False)
+        return Console(stderr=stderr, highlight=False, color_system=None, soft_wrap=soft)
+    return Console(stderr=stderr, highlight=False, soft_wrap=soft)
 
 
 def _stderr() -> Console:
@@ -99,7 +103,7 @@ def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
     for fmt in formats:
         name, module = REPORTS[fmt]
         renderer = importlib.import_module(f"dsaudit.render.{module}")
-        _write_atomically(out / name, renderer.render(result))
+        write_atomically(out / name, renderer.render(result))
         written.append(out / name)
     return written
 
@@ -132,11 +136,13 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         if is_inside(out, data_root):
             raise UsageError(f"the report folder {display_path(str(out))} is inside the dataset; dsaudit never "
                              "writes into a dataset: pass --out somewhere else")
-        # reports are written through symlinks (see _write_atomically): one into the dataset is refused too
+        # reports are written through symlinks (see safe_write): one into the dataset is refused too
         linked = [out / REPORTS[f][0] for f in chosen if is_inside(out / REPORTS[f][0], data_root)]
         if linked:
             raise UsageError(f"the report {display_path(str(linked[0]))} is a link into the dataset; dsaudit "
                              "never writes into a dataset: remove the link or pass --out somewhere else")
+    if not to_stdout:
+        _check_targets([out / REPORTS[f][0] for f in chosen])  # before the scan, not after it
     show_progress = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
     factory, progress = _progress_factory(show_progress)
     try:
@@ -167,6 +173,8 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     else:
         try:
             written = _write_reports(result, out, chosen)
+        except UnsafeTarget as exc:
+            raise UsageError(str(exc)) from None
         except OSError as exc:
             raise UsageError(f"cannot write reports to {display_path(str(out))}: {exc.strerror or exc}") from None
     if not quiet:
@@ -177,6 +185,19 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
         if written:
             console.print("Reports: " + ", ".join(printable(display_path(str(p))) for p in written), markup=False)
     return int(result.gate["exit_code"])
+
+
+def _note(msg: str) -> None:
+    sys.stderr.write(f"dsaudit: {printable(msg)}\n")
+
+
+def _check_targets(paths: list[Path]) -> None:
+    """Refuse output paths that name a FIFO, socket, device, folder or read-only file (safe_write)."""
+    for path in paths:
+        try:
+            check_target(path)
+        except UnsafeTarget as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _check_baseline_output(path: Path) -> None:
@@ -192,7 +213,8 @@ def _check_baseline_output(path: Path) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise UsageError(f"cannot write --output {shown}: {display_path(str(parent))} is not a folder")
-            return
+            break
+    _check_targets([path])
 
 
 def _root_arg(root: Optional[str]):
@@ -219,15 +241,20 @@ def _out_arg(value: Optional[str], option: str) -> Optional[Path]:
 
 
 def _guard(fn, *args, **kwargs) -> int:
-    """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging."""
+    """Run fn and turn expected errors into one line + exit 2; unexpected ones too, unless debugging.
+    SIGTERM stops it as Ctrl-C does (signals.py): one line, exit 143 (130 for Ctrl-C)."""
+    from dsaudit.signals import Terminated, stop_on_sigterm
+
     try:
-        return fn(*args, **kwargs)
+        with stop_on_sigterm():
+            return fn(*args, **kwargs)
     except UsageError as exc:
         _fail(str(exc))
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+        _fail(f"interrupted ({name}): the scan did not finish and wrote no report", code)
     except Exception as exc:  # a bug in dsaudit: say so in one line
         if os.environ.get("DSAUDIT_DEBUG"):
             raise
@@ -344,33 +371,6 @@ def explain(check_id: str = typer.Argument(..., help="A check ID such as DSA202,
         console.print(f"\nThresholds: {check.thresholds()}", markup=False)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a new file beside `path`, then rename it over `path`: an interrupted or failed
-    write (a full disk, a kill) leaves the old file whole, never a truncated report or one that a
-    later `scan --baseline` would reject, and a uniquely named temporary file means two scans
-    writing to one folder never write into each other's. The new file keeps the old one's permissions (else the umask's)
-    and is removed when anything fails. A symlink is written through: the file it points to is
-    replaced (the temporary file beside it) and the link stays, as a plain write would leave it;
-    renaming over the link itself turned a shared, linked baseline into a private copy."""
-    import secrets
-    import stat
-
-    path = Path(os.path.realpath(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        if path.is_file():
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 @app.command()
 def baseline(
     root: Optional[str] = typer.Argument(None, help="Dataset folder (or a URL such as s3://bucket/prefix/).",
@@ -380,15 +380,41 @@ def baseline(
     config: Optional[Path] = typer.Option(None, "--config", help="dsaudit.toml or pyproject.toml to read."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="As for scan."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
+    select: Optional[list[str]] = typer.Option(None, "--select", help="As for scan."),
+    ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="As for scan."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="As for scan."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="As for scan."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="As for scan."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="As for scan."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="As for scan."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="As for scan."),
+    val_batch_size: Optional[int] = typer.Option(None, "--val-batch-size", help="As for scan."),
+    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", help="As for scan."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="As for scan."),
+    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="As for scan."),
+    validation_split: Optional[float] = typer.Option(None, "--validation-split", help="As for scan."),
 ) -> None:
-    """Write the current findings as accepted ones: later scans with --baseline fail only on new ones."""
+    """Write the current findings as accepted ones: later scans with --baseline fail only on new ones.
+    Give it the options the scans will get (batch sizes, --select, --group-regex): findings that
+    depend on them are accepted only as they were found."""
     root_arg, manifest_arg = _root_arg(root), _root_arg(manifest)
     out_file: Path = _out_arg(output, "--output")  # type: ignore[assignment]  # required: never None
+    cache_path = _out_arg(cache_dir, "--cache-dir")
+    overrides = {
+        "leakage.group_regex": group_regex, "jobs": jobs, "probe.mode": "off",
+        "select": _split_list(select), "ignore": _split_list(ignore),
+        "cache": False if no_cache else None, "cache_dir": str(cache_path) if cache_path else None,
+        "engine": engine.strip().lower() if engine else None, "scheduler": scheduler, "seed": seed,
+        "batch.batch_size": batch_size, "batch.val_batch_size": val_batch_size,
+        "batch.max_batch_size": max_batch_size, "batch.steps_per_epoch": steps_per_epoch,
+        "batch.validation_steps": validation_steps, "batch.validation_split": validation_split,
+    }
 
     def run() -> int:
         from dsaudit.config import ConfigError, load_config
         from dsaudit.index.layout import DatasetError, display_path, is_inside
         from dsaudit.pipeline import scan as run_pipeline
+        from dsaudit.checks.registry import unknown_patterns
         from dsaudit.policy import baseline_document
 
         if root_arg is None and manifest_arg is None:
@@ -403,15 +429,20 @@ def baseline(
             raise UsageError("the baseline file would be inside the dataset; write it elsewhere")
         _check_baseline_output(out_file)
         try:
-            cfg, _ = load_config(local_root, config,
-                                 {"leakage.group_regex": group_regex, "jobs": jobs, "probe.mode": "off"})
-            result = run_pipeline(root_arg, cfg, manifest_arg)
+            cfg, _ = load_config(local_root, config, overrides)
+            unknown = unknown_patterns(list(cfg.select) + list(cfg.ignore))
+            if unknown:
+                raise UsageError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "
+                                 "(see `dsaudit checks`)")
+            result = run_pipeline(root_arg, cfg, manifest_arg, notify=_note)
         except (ConfigError, DatasetError) as exc:
             raise UsageError(str(exc)) from None
         doc = baseline_document(result.findings)
         try:
             out_file.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            write_atomically(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        except UnsafeTarget as exc:
+            raise UsageError(str(exc)) from None
         except OSError as exc:
             raise UsageError(f"cannot write the baseline to {display_path(str(out_file))}: "
                              f"{exc.strerror or exc}") from None
@@ -436,10 +467,15 @@ def demo(
     def run() -> int:
         import tempfile
 
+        if target_arg is None:  # a temporary folder, removed afterwards (they used to pile up in /tmp)
+            with tempfile.TemporaryDirectory(prefix="dsaudit-demo-") as tmp:
+                return build_and_scan(Path(tmp) / "digits", kept=False)
+        return build_and_scan(target_arg, kept=True)
+
+    def build_and_scan(target: Path, kept: bool) -> int:
         from dsaudit.demo import DEMO_GROUP_REGEX, build_demo_dataset
         from dsaudit.index.layout import display_path
 
-        target = target_arg if target_arg is not None else Path(tempfile.mkdtemp(prefix="dsaudit-demo-")) / "digits"
         if target.exists() and not target.is_dir():
             raise UsageError(f"{display_path(str(target))} is not a folder; give a new or empty folder")
         if target.exists() and any(target.iterdir()):
@@ -449,14 +485,16 @@ def demo(
         except OSError as exc:  # a parent that is a file, no permission, a full disk
             raise UsageError(f"cannot build the demo dataset in {display_path(str(target))}: "
                              f"{exc.strerror or exc}") from None
-        typer.echo(f"Built the demo dataset in {printable(display_path(str(target)))}")
+        typer.echo(f"Built the demo dataset in {printable(display_path(str(target)))}"
+                   + ("" if kept else " (removed after the scan; give a FOLDER to keep it)"))
         code = run_scan(target, out=out_dir, formats="json,html,junit,md", quiet=quiet,
                         overrides={"batch.batch_size": 32, "batch.validation_split": 0.2,
                                    "probe.mode": "on" if probe else "off",
                                    "leakage.group_regex": DEMO_GROUP_REGEX},
                         command="dsaudit demo")
         typer.echo(f"Report: {printable(display_path(str(out_dir / 'report.html')))} (the demo plants flaws on "
-                   f"purpose, so the gate fails: exit code {code})")
+                   f"purpose: a scan of this data fails its gate with exit code {code}; `dsaudit demo` itself "
+                   "exits 0 when it ran)")
         return 0
 
     raise typer.Exit(_guard(run))

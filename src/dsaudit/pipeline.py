@@ -22,7 +22,7 @@ from dsaudit.findings import CheckError, Finding, ScanResult
 from dsaudit.index.build import ProgressFactory, build_index
 from dsaudit.index.dataset import DatasetIndex
 from dsaudit.index.engine import run_parallel
-from dsaudit.index.layout import Layout, discover, display_path
+from dsaudit.index.layout import DatasetError, Layout, discover, display_path
 from dsaudit.option_notes import option_notes
 from dsaudit import policy
 
@@ -37,11 +37,23 @@ def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
         layout = discover(root if root is not None else manifest.parent, manifest,  # type: ignore[union-attr]
                           chosen=config.chosen_splits() or None)
     index = build_index(layout, config, progress=progress)
+    require_images(index)
     if config.batch.keras_split:  # the loader's own file listing and seeded split, from the folder names
         from dsaudit.loaders.keras import simulate
 
         index.loader_split = simulate(layout, config.batch.keras_split, config.seed)
     return index
+
+
+def require_images(index: DatasetIndex) -> None:
+    """A root whose files are all non-images (notes, CSVs, system files) is not a dataset: exit 2
+    (DatasetError), not a passing gate with 0 images. Broken, empty or unreadable image files still
+    make a dataset: each is a finding."""
+    t = index.table
+    if len(t) and (t["kind"] == "non-image").all():
+        examples = ", ".join(t["path"].head(3))
+        raise DatasetError(f"no images in {display_path(str(index.root))}: {len(t)} file(s) found, none of "
+                           f"them an image (e.g. {examples})")
 
 
 def run_checks(index: DatasetIndex, config: AuditConfig, status: Callable[[str], None] | None = None,
@@ -166,7 +178,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
     `layout` (from loader objects) replaces the discovery of ROOT or the manifest."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    accepted = policy.load_baseline(baseline) if baseline else set()
+    accepted = policy.load_baseline(baseline) if baseline else {}
     index = build(root, config, manifest, progress=progress, layout=layout)
     for note in index.notes:
         if notify is not None:

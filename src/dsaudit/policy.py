@@ -28,7 +28,8 @@ def apply_overrides(findings: Iterable[Finding], overrides: Mapping[str, str]) -
     return out
 
 
-def load_baseline(path: Path) -> set[tuple[str, str]]:
+def load_baseline(path: Path) -> dict[tuple[str, str], str]:
+    """Accepted findings: (check ID, key) -> the severity they were accepted at ("" if unknown)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -37,16 +38,34 @@ def load_baseline(path: Path) -> set[tuple[str, str]]:
         raise BaselineError(f"baseline file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         raise BaselineError(f"{path} is not a dsaudit baseline (expected \"format\": \"{BASELINE_FORMAT}\")")
-    accepted = set()
+    accepted: dict[tuple[str, str], str] = {}
     for item in data.get("accepted", []):
         key = "\n".join(sorted(item.get("paths") or [])) or item.get("subject") or item.get("title", "")
-        accepted.add((item["check_id"], key))
+        accepted[(item["check_id"], key)] = str(item.get("severity") or "")
     return accepted
 
 
-def apply_baseline(findings: Iterable[Finding], accepted: set[tuple[str, str]]) -> list[Finding]:
-    """Mark findings that match an accepted one (same check ID and same paths or subject)."""
-    return [dataclasses.replace(f, baselined=(f.check_id, f.key) in accepted) for f in findings]
+def apply_baseline(findings: Iterable[Finding], accepted: Mapping[tuple[str, str], str]) -> list[Finding]:
+    """Mark findings that match an accepted one (same check ID and same paths or subject). A finding
+    whose severity rose since it was accepted is new again, and its message says so: accepting a
+    warning never accepts the error it may become."""
+    out = []
+    for f in findings:
+        if (f.check_id, f.key) not in accepted:
+            out.append(dataclasses.replace(f, baselined=False))
+            continue
+        was = accepted[(f.check_id, f.key)]
+        try:
+            rose = bool(was) and f.severity > Severity.parse(was)
+        except ValueError:
+            rose = False
+        if rose:
+            out.append(dataclasses.replace(
+                f, baselined=False, message=f"{f.message} (Severity rose from {was} to {f.severity} since the "
+                                            "baseline accepted it.)"))
+        else:
+            out.append(dataclasses.replace(f, baselined=True))
+    return out
 
 
 def baseline_document(findings: Iterable[Finding]) -> dict[str, Any]:

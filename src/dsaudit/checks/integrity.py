@@ -456,7 +456,10 @@ class UnexpectedEntries(Check):
              "unknown_split_value": "manifest row(s) with an unknown split value, not scanned",
              "manifest_bad_row": "manifest row(s) with an empty path or label, not scanned",
              "not_regular_file": "entries in class folders that are not regular files (named pipes, devices, "
-                                 "sockets), not read"}
+                                 "sockets), not read",
+             "manifest_duplicate_row": "manifest row(s) repeating an earlier row's file (a loader reads it "
+                                       "twice); scanned once",
+             "manifest_outside_folder": "manifest row(s) naming a file outside the manifest's folder"}
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         for kind, what in self.KINDS.items():
@@ -474,6 +477,8 @@ class UnexpectedEntries(Check):
                 found = images
             if kind == "not_regular_file":
                 severity = Severity.ERROR  # a loader that opens one hangs or reads without end
+            if kind == "manifest_outside_folder":
+                severity = Severity.INFO   # read as listed; said so that it is a choice
             if found:
                 yield self._report(found, what, kind, severity)
 
@@ -481,7 +486,7 @@ class UnexpectedEntries(Check):
         return self.finding(f"{len(found)} {what}",
                             f"{len(found)} {what}, e.g. {found[0].path}"
                             + (f": {found[0].detail}" if found[0].detail else ""),
-                            paths=[i.path for i in found if not i.path.startswith("line ")],
+                            paths=list(dict.fromkeys(i.path for i in found if not i.path.startswith("line "))),
                             subject=kind, severity=severity,
                             evidence={"kind": kind, "entries": [{"path": i.path, "detail": i.detail}
                                                                 for i in found[:EXAMPLES]],
@@ -550,6 +555,38 @@ class LayoutReading(Check):
                                              "reading": list(ctx.index.layout.reading)})
 
 
+class SplitWithoutImages(Check):
+    """A split (train, val or test) that holds no image a loader could read.
+
+    Why: An empty validation or test split (no class folders, empty class folders, or only files
+    that do not decode) gives no metric at all, or a loader error at the end of the first epoch;
+    an empty training split trains nothing. Either way every number reported for the run is void.
+    Fix: Put the split's images back (check the copy or the download), or remove the split folder
+    and split the training data explicitly.
+    """
+
+    id = "DSA018"
+    name = "integrity.split-without-images"
+    severity = Severity.ERROR
+
+    def run(self, ctx: CheckContext) -> Iterable[Finding]:
+        layout = ctx.index.layout
+        t = ctx.index.table
+        for split in (s for s in layout.splits if s):
+            rows = t[t["split"] == split]
+            usable = int(((rows["kind"] == "image") & rows["readable"]).sum())
+            if usable:
+                continue
+            classes = layout.classes.get(split, [])
+            held = (f"{len(rows)} file(s), none a readable image" if len(rows) else
+                    f"{len(classes)} class folder(s), all empty" if classes else "no class folders")
+            yield self.finding(f"Split {split!r} has no images",
+                               f"The {split} split holds {held}: nothing can be trained or measured on it.",
+                               subject=f"split:{split}",
+                               evidence={"split": split, "files": int(len(rows)), "classes": list(classes)})
+
+
 CHECKS = [UnreadableImage, TruncatedImage, EmptyFile, NonImageFile, ExtensionMismatch, MixedColourModes,
           TinyImage, ExtremeAspectRatio, DecompressionBomb, EmptyClassFolder, ClassMissingFromSplit,
-          ClassNameVariants, HiddenFiles, SymlinkProblem, UnexpectedEntries, MissingFiles, LayoutReading]
+          ClassNameVariants, HiddenFiles, SymlinkProblem, UnexpectedEntries, MissingFiles, LayoutReading,
+          SplitWithoutImages]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from dsaudit.config import AuditConfig
 from dsaudit.index import hashing, io
-from dsaudit.index.cache import RecordCache, default_cache_dir
+from dsaudit.index.cache import CacheUnavailable, RecordCache, default_cache_dir
 from dsaudit.index.dataset import TABLE_COLUMNS, DatasetIndex
 from dsaudit.index.engine import map_files
 from dsaudit.index.groups import apply_group_regex
@@ -42,11 +42,11 @@ def build_index(layout: Layout, config: AuditConfig,
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     entries = layout.entries
-    stats: list[tuple[int, int] | None] = []
+    stats: list[io.Stamp | None] = []
     records: list[dict[str, Any] | None] = [None] * len(entries)
     for i, e in enumerate(entries):
         try:
-            stats.append(io.stat(e.abs_path))
+            stats.append(io.stamp(e.abs_path))  # (size, mtime_ns, inode, ctime_ns, device)
         except OSError as exc:   # gone, unreadable, or not a regular file (io.stat)
             stats.append(None)
             records[i] = _stat_record(f"cannot read file: {exc.strerror or exc}")
@@ -58,14 +58,19 @@ def build_index(layout: Layout, config: AuditConfig,
     hits: dict[str, dict[str, Any]] = {}
     t1 = time.perf_counter()
     cache_note = _cache_inside_dataset(layout, config) if config.cache else ""
+    cache_notes: list[str] = []
     if config.cache and not cache_note:
         try:
             root_key = (str(layout.root) if io.is_remote(str(layout.root)) else os.path.realpath(layout.root))
             root_key += f"::{layout.manifest}" if layout.manifest else ""
             cache = RecordCache(default_cache_dir(config.cache_dir), root_key, version)
-            hits = cache.lookup((e.rel, s[0], s[1]) for e, s in zip(entries, stats) if s is not None)
-        except Exception:  # an unusable cache folder must never stop a scan
+            cache_notes = cache.notes
+            hits = cache.lookup((e.rel, s) for e, s in zip(entries, stats) if s is not None)
+        except CacheUnavailable as exc:  # read-only or impossible folder: one note, no cache
+            cache, hits, cache_note = None, {}, str(exc)
+        except Exception as exc:  # an unusable cache must never stop a scan, nor go silent
             cache, hits = None, {}
+            cache_note = f"the record cache could not be used ({type(exc).__name__}: {exc}); scanning without it"
     timings["cache_read"] = time.perf_counter() - t1
 
     todo: list[int] = []
@@ -91,7 +96,7 @@ def build_index(layout: Layout, config: AuditConfig,
     t3 = time.perf_counter()
     if cache is not None:
         try:
-            cache.store((entries[i].rel, stats[i][0], stats[i][1], records[i]) for i in todo
+            cache.store((entries[i].rel, stats[i], records[i]) for i in todo
                         if stats[i] is not None and not records[i]["error"].startswith("the image decoder crashed"))
             cache.prune(e.rel for e in entries)
         except Exception:
@@ -109,6 +114,7 @@ def build_index(layout: Layout, config: AuditConfig,
                          stats={"cache_hits": len(entries) - len(todo), "decoded": len(todo)})
     if cache_note:
         index.notes.append(cache_note)
+    index.notes.extend(cache_notes)
     index.fingerprint = table_fingerprint(table)
     if cache is not None:
         index.memo = Memo(default_cache_dir(config.cache_dir), root_key)

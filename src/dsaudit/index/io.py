@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_module
+from typing import NamedTuple
 
 
 def is_remote(path: str) -> bool:
@@ -35,6 +36,25 @@ def stat(path: str) -> tuple[int, int]:
     st = os.stat(local_path(path))
     _require_regular(st.st_mode, path)  # a FIFO or a device has size 0 but is no empty file
     return st.st_size, st.st_mtime_ns
+
+
+class Stamp(NamedTuple):
+    """What the record cache keys a file version on (see index/cache.py for why each part). The
+    first two are stat()'s (size, version stamp); remote objects have no inode, ctime or device."""
+    size: int
+    mtime_ns: int
+    inode: int = 0
+    ctime_ns: int = 0
+    device: int = 0
+
+
+def stamp(path: str) -> Stamp:
+    """The cache key of a file from one stat; raises OSError as stat() does."""
+    if is_remote(path):
+        return Stamp(*stat(path))
+    st = os.stat(local_path(path))
+    _require_regular(st.st_mode, path)
+    return Stamp(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_dev)
 
 
 def special_file_type(mode: int) -> str:

@@ -612,6 +612,7 @@ def manifest_layout(rows: list[dict[str, str]], name: str, root, locate) -> Layo
     entries: list[FileEntry] = []
     classes: dict[str, list[str]] = {}
     split_folders: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}
     for i, row in enumerate(rows, start=2):  # line 1 is the header
         raw_path = (row.get("path") or "").strip()
         label = (row.get("label") or "").strip()
@@ -633,6 +634,12 @@ def manifest_layout(rows: list[dict[str, str]], name: str, root, locate) -> Layo
         if not exists:
             issues.append(WalkIssue("manifest_missing", rel, f"line {i}: file not found", split, label))
             continue
+        same = full if is_remote(str(full)) else os.path.normpath(os.path.abspath(full))
+        if same in first_line:  # one sample listed twice: a repeated row, not "identical files"
+            issues.append(WalkIssue("manifest_duplicate_row", rel, f"line {i} repeats line {first_line[same]}",
+                                    split, label))
+            continue
+        first_line[same] = i
         split_folders.setdefault(split, [raw_split])
         if label not in classes.setdefault(split, []):
             classes[split].append(label)
@@ -676,7 +683,15 @@ def _from_manifest(root: Path | None, manifest: Path) -> Layout:
         exists = os.path.exists(full) and not os.path.isdir(full)
         return full, display_path(rel).replace(os.sep, "/"), exists
 
-    return manifest_layout(parse_manifest(text, name), name, root, locate)
+    layout = manifest_layout(parse_manifest(text, name), name, root, locate)
+    # rows that reach outside the manifest's folder are read, but said: a manifest moved or shared
+    # with another machine silently reads other files, and a scan of "this folder" reads beyond it
+    base_real = os.path.realpath(base)
+    for e in layout.entries:
+        if not is_inside(e.abs_path, base_real):
+            layout.issues.append(WalkIssue("manifest_outside_folder", e.rel,
+                                           "outside the manifest's folder", e.split, e.label))
+    return layout
 
 
 def issue_dict(issue: WalkIssue) -> dict:

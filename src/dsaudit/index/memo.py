@@ -4,6 +4,7 @@ The record cache makes a rescan decode nothing; this makes it recompute nothing 
 stored with a key built from the index fingerprint (paths, labels, splits and content hashes of
 every file) plus the version and settings of the computation, and reused only when the key matches.
 One entry per name and dataset root is kept (the latest), so the folder does not grow with rescans.
+Each file starts with a digest of the rest: a damaged file is recomputed, never read as a result.
 """
 
 from __future__ import annotations
@@ -36,17 +37,20 @@ class Memo:
         path = self._path(name)
         try:
             with open(path, "rb") as fh:
-                stored_key, value = pickle.load(fh)
-            if stored_key == key:
-                return value
+                digest, payload = fh.read(32), fh.read()
+            if hashlib.sha256(payload).digest() == digest:
+                stored_key, value = pickle.loads(payload)
+                if stored_key == key:
+                    return value
         except Exception:  # missing, stale or damaged: recompute
             pass
         value = compute()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            payload = pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(fd, "wb") as fh:
-                pickle.dump((key, value), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.write(hashlib.sha256(payload).digest() + payload)
             os.replace(tmp, path)
         except Exception:  # an unwritable cache never stops a scan
             pass
