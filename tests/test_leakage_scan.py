@@ -346,3 +346,25 @@ def test_a_picture_cut_to_a_square_is_found(tmp_path):
     assert ("train/a/t0.png", "val/a/square.jpg") in found
     assert ("train/a/t1.png", "val/a/strip.png") in found
     assert not any("clean" in p for f in result.findings if f.check_id in LEAK_IDS for p in f.paths)
+
+
+@pytest.mark.parametrize("copies, severity", [(2, "WARNING"), (1, "INFO")])
+def test_a_fifth_of_a_class_being_copies_is_a_warning_that_names_dsa130s_count(tmp_path, copies, severity):
+    """10 files in train/a: with 2 of them copies of the others (a fifth) DSA204 warns, with 1 it
+    informs; the warning says how many of the class's files are named like augmentation output,
+    the count DSA130 gives by name."""
+    pats = _patches(12, seed=5)
+    for i in range(10 - copies):
+        write_image(tmp_path / "train" / "a" / f"t{i}.png", pats[i])
+    for k in range(copies):   # Keras save_to_dir names: {prefix}_{index}_{hash}.{format}
+        Image.open(tmp_path / "train" / "a" / f"t{k}.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+            tmp_path / "train" / "a" / f"aug_{k}_{48213 + k}.png")
+    for i in range(10, 12):
+        write_image(tmp_path / "val" / "a" / f"v{i}.png", pats[i])
+    result = scan(tmp_path, dataclasses.replace(_config(), select=("DSA204", "DSA130")))
+    within = [f for f in result.findings if f.check_id == "DSA204" and f.subject == "split:train"]
+    assert len(within) == 1 and within[0].evidence["effective_counts"]["a"] == {"raw": 10, "effective": 10 - copies}
+    assert within[0].severity.name == severity
+    if severity == "WARNING":
+        assert f"'a': {copies} copies found, {copies} file(s) named like augmentation output (DSA130)" in within[0].message
+        assert any(f.check_id == "DSA130" and f.evidence["files"] == copies for f in result.findings)

@@ -187,7 +187,8 @@ class DuplicatesWithinSplit(Check):
 
     Fix: remove the copies (or weight them), and size the class by its effective count.
 
-    Thresholds: leakage.cluster_warn_ratio (warn when effective/raw count of a class falls below it).
+    Thresholds: leakage.cluster_warn_ratio (warn when the effective/raw count of a class is at or below
+    it: at 0.8, when a fifth or more of a class are copies of its other images).
     An info finding says when a split was too large for the full k-NN search inside it
     (leakage.knn_within_max_pairs), so a quiet DSA204 there is weaker evidence.
     """
@@ -233,7 +234,8 @@ class DuplicatesWithinSplit(Check):
             rows = within[splits[cols["a"][within]] == split]
             clusters = _components(pairs.iloc[rows], len(table))
             classes = {lab: v for (s, lab), v in eff.items() if s == split}
-            low = {lab: v for lab, v in classes.items() if v["raw"] and v["effective"] / v["raw"] < ratio}
+            # a fifth or more of a class being copies of others (effective/raw <= 0.8) warns
+            low = {lab: v for lab, v in classes.items() if v["raw"] and v["effective"] / v["raw"] <= ratio}
             files = sorted({g for c in clusters for g in c})
             where = split or "the pool"
             sev = Severity.WARNING if low else Severity.INFO
@@ -242,7 +244,12 @@ class DuplicatesWithinSplit(Check):
                    + (f"class {worst[0]!r} has {worst[1]['effective']} distinct of {worst[1]['raw']} images"
                       if worst else ""))
             if low:
-                msg += f"; below the {ratio:.0%} effective/raw threshold: {', '.join(sorted(low))}"
+                msg += f"; at or below the {ratio:.0%} effective/raw threshold: {', '.join(sorted(low))}"
+                named = _generated_names(table, split, low)
+                if named:   # what DSA130 counts by name, next to what the pixels say
+                    msg += " (" + "; ".join(
+                        f"{lab!r}: {low[lab]['raw'] - low[lab]['effective']} copies found, {n} file(s) named "
+                        f"like augmentation output (DSA130)" for lab, n in sorted(named.items())) + ")"
             yield self.finding(
                 f"duplicate clusters inside {where}: {len(files)} files in {len(clusters)} cluster(s)",
                 msg + ".",
@@ -254,6 +261,19 @@ class DuplicatesWithinSplit(Check):
                 subject=f"split:{split}",
                 severity=sev,
             )
+
+
+def _generated_names(table: pd.DataFrame, split: str, labels: Iterable[str]) -> dict[str, int]:
+    """Per class of `split`, how many files DSA130's name patterns call generated (shortcuts.
+    generated_pattern), so that DSA204's copies by pixels and DSA130's by name can be read together."""
+    from dsaudit.checks.shortcuts import generated_pattern
+
+    out: dict[str, int] = {}
+    rows = table[(table["split"].astype(str) == str(split)) & table["label"].astype(str).isin(set(labels))]
+    for path, label in zip(rows["path"].astype(str), rows["label"].astype(str)):
+        if generated_pattern(path)[0] is not None:
+            out[label] = out.get(label, 0) + 1
+    return out
 
 
 class GroupLeak(Check):
