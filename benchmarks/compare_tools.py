@@ -335,7 +335,8 @@ def _run(cmd: list[str], env: dict | None = None, timeout: float = 1800) -> tupl
     return time.perf_counter() - t0, p.returncode, (p.stderr or "")[-3000:] + (p.stdout or "")[-2000:]
 
 
-DETECTOR_FILES = ("src/dsaudit/index/hashing.py", "src/dsaudit/similarity/neighbors.py", "src/dsaudit/similarity/verify.py",
+DETECTOR_FILES = ("src/dsaudit/index/hashing.py", "src/dsaudit/similarity/neighbors.py",
+                  "src/dsaudit/similarity/verify.py",
                   "src/dsaudit/similarity/matching.py", "src/dsaudit/config.py")
 
 

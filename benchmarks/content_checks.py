@@ -147,7 +147,7 @@ def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int, label_b
     t_index = time.perf_counter() - t0
     findings, errors, ctx, timings = run_checks(index, cfg)
     if errors:
-        print("check errors:", [e.message for e in errors])
+        print("check errors:", [e.error for e in errors])
     by_id: dict[str, list] = {}
     for f in findings:
         by_id.setdefault(f.check_id, []).append(f)

@@ -366,5 +366,6 @@ def test_a_fifth_of_a_class_being_copies_is_a_warning_that_names_dsa130s_count(t
     assert len(within) == 1 and within[0].evidence["effective_counts"]["a"] == {"raw": 10, "effective": 10 - copies}
     assert within[0].severity.name == severity
     if severity == "WARNING":
-        assert f"'a': {copies} copies found, {copies} file(s) named like augmentation output (DSA130)" in within[0].message
+        expected = f"'a': {copies} copies found, {copies} file(s) named like augmentation output (DSA130)"
+        assert expected in within[0].message
         assert any(f.check_id == "DSA130" and f.evidence["files"] == copies for f in result.findings)

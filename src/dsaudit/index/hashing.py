@@ -40,7 +40,8 @@ from PIL import Image
 
 from dsaudit.content import properties
 
-FEATURES_VERSION = "6"   # 5: content properties ("props", "colour"); 6: sharpness over the gradient, chroma of the 8x8 thumbnail
+# 5: content properties ("props", "colour"); 6: sharpness over the gradient, chroma of the 8x8 thumbnail
+FEATURES_VERSION = "6"
 THUMB = 32
 
 # The 8 dihedral transforms of a square image, as (name, transpose, flip rows, flip columns), applied
