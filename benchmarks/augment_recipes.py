@@ -328,6 +328,7 @@ def scan_groups(root: Path, jobs: int):
     """Groups (connected components of matched pairs), effective counts, DSA204 findings."""
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.pipeline import build, run_checks
+    from dsaudit.similarity.duplicates import Duplicates
 
     cfg = AuditConfig(jobs=jobs, cache=False, probe=dataclasses.replace(ProbeConfig(), mode="off"))
     t0 = time.perf_counter()
@@ -338,7 +339,7 @@ def scan_groups(root: Path, jobs: int):
         print(f"  check errors: {errors}")
     table = index.table.reset_index(drop=True)
     paths = table["path"].astype(str).to_numpy()
-    pairs = ctx.artifacts.get("leakage.pairs")
+    pairs = ctx.result(Duplicates).pairs
     parent = list(range(len(paths)))
 
     def find(x: int) -> int:
@@ -354,7 +355,7 @@ def scan_groups(root: Path, jobs: int):
     size = defaultdict(int)
     for r in comp.values():
         size[r] += 1
-    effective = ctx.artifacts.get("leakage.effective_counts", {})
+    effective = ctx.result(Duplicates).effective
     dsa204 = [f for f in findings if f.check_id == "DSA204" and not str(f.subject).startswith("budget:")]
     return comp, size, effective, dsa204, dt, findings
 

@@ -336,8 +336,9 @@ def _run(cmd: list[str], env: dict | None = None, timeout: float = 1800) -> tupl
 
 
 DETECTOR_FILES = ("src/dsaudit/index/hashing.py", "src/dsaudit/similarity/neighbors.py",
-                  "src/dsaudit/similarity/verify.py",
-                  "src/dsaudit/similarity/matching.py", "src/dsaudit/config.py")
+                  "src/dsaudit/similarity/verify.py", "src/dsaudit/similarity/matching.py",
+                  "src/dsaudit/similarity/duplicates.py", "src/dsaudit/similarity/views.py",
+                  "src/dsaudit/similarity/ann.py", "src/dsaudit/config.py")
 
 
 def detector_fingerprint() -> str:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import leak_data as L  # noqa: E402
 from dsaudit.similarity.matching import matches_with_views  # noqa: E402
+from dsaudit.similarity.views import Views  # noqa: E402
 from dsaudit.config import LeakageConfig  # noqa: E402
 from dsaudit.index import hashing  # noqa: E402
 
@@ -102,8 +103,9 @@ def evaluate(name, data, cfg: LeakageConfig, sweep: bool, search_thr: float = 0.
     codes = np.array([0] * len(train) + [1] * (len(clean) + len(planted)))
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    m = matches_with_views(th, feats["phash"], feats["desc"], codes, cfg, inner=inner, has_inner=has_inner,
-                           ref_code=0, timings=timings, keep_all=sweep, smooth=None if sweep else feats["smooth"])
+    views = Views(th, feats["phash"], feats["desc"], smooth=None if sweep else feats["smooth"], inner=inner,
+                  has_inner=has_inner)
+    m = matches_with_views(views, codes, cfg, ref_code=0, timings=timings, keep_all=sweep)
     dt = time.perf_counter() - t
     lo, hi = np.minimum(m["a"], m["b"]), np.maximum(m["a"], m["b"])
     m = m.assign(a=lo, b=hi)

@@ -44,17 +44,17 @@ def child(root: Path, cache: Path, out: Path, jobs: int) -> None:
 
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.pipeline import scan
-    import dsaudit.similarity.matching as matching
+    import dsaudit.similarity.duplicates as duplicates
 
     captured: dict = {}
-    _analyse = matching.analyse
+    _analyse = duplicates.analyse
 
-    def analyse(ctx):
-        res = _analyse(ctx)
-        captured.update(components=res["components"], paths=res["names"]["path"])
+    def analyse(index, config):
+        res = _analyse(index, config)
+        captured.update(components=res.components, paths=res.names["path"])
         return res
 
-    matching.analyse = analyse
+    duplicates.analyse = analyse
     os.environ["DSAUDIT_CACHE_DIR"] = str(cache)
     cfg = AuditConfig(jobs=jobs, probe=dataclasses.replace(ProbeConfig(), mode="off"))
     t = time.perf_counter()

@@ -124,6 +124,7 @@ def search(sizes: list[int], seed: int = 0) -> None:
     from scipy.ndimage import gaussian_filter
 
     from dsaudit.similarity.matching import near_matches
+    from dsaudit.similarity.views import Views
     from dsaudit.config import LeakageConfig
     from dsaudit.index import hashing
 
@@ -141,7 +142,7 @@ def search(sizes: list[int], seed: int = 0) -> None:
         split_code = (np.arange(n) >= int(n * 0.8)).astype(np.int64)
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        found = near_matches(thumbs, feats["phash"], feats["desc"], split_code, cfg, ref_code=0, timings=timings)
+        found = near_matches(Views(thumbs, feats["phash"], feats["desc"]), split_code, cfg, ref_code=0, timings=timings)
         total = time.perf_counter() - t
         knn_pairs = (n - int(n * 0.8)) * int(n * 0.8) * (5 if cfg.knn_shifts else 1)
         row = {"n": n, "finalize_seconds": round(t_fin, 3), "search_seconds": round(total, 3),

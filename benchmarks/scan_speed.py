@@ -142,24 +142,22 @@ def matmul_rate(jobs: int, seconds: float = 1.0) -> float:
         return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * k / (time.perf_counter() - t)
 
 
-
-
 def scan_child(root: Path, cache: Path, out: Path, dump: str) -> None:
     """One scan in this process (run as a child of main, so its peak memory is its own): writes
     the timings, the leakage section, the DSA204 budget notes and the matched pairs to `out`."""
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.pipeline import scan
-    import dsaudit.similarity.matching as leakage
+    from dsaudit.similarity.duplicates import Duplicates
 
     captured: dict = {}
-    _analyse = leakage.analyse
+    _compute = Duplicates.compute.__func__
 
-    def analyse(ctx):  # keep the full pair list (findings carry at most 50 pairs each)
-        res = _analyse(ctx)
-        captured.update(pairs=res["pairs"], table=ctx.index.table.reset_index(drop=True))
+    def compute(cls, index, *rest, **kw):  # keep the full pair list (findings carry at most 50 pairs each)
+        res = _compute(cls, index, *rest, **kw)
+        captured.update(pairs=res.pairs, table=index.table.reset_index(drop=True))
         return res
 
-    leakage.analyse = analyse
+    Duplicates.compute = classmethod(compute)
     os.environ["DSAUDIT_CACHE_DIR"] = str(cache)
     cfg = AuditConfig(jobs=int(os.environ.get("SCAN_SPEED_JOBS", "2")),
                       probe=dataclasses.replace(ProbeConfig(), mode="off"))

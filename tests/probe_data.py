@@ -111,3 +111,20 @@ def easy_leak_dataset(root: Path, n_hard: int = 120, n_easy_train: int = 60, n_e
         lab = rng.integers(0, 2)
         write_image(root / "val" / f"c{lab}" / f"x{k:03d}.png", next(it))
     return pairs
+
+
+def probe_context(index, config, pairs: pd.DataFrame | None = None, outcome: dict | None = None):
+    """A CheckContext for the DSA9xx checks as the pipeline builds it: the probe analysis run on
+    `pairs` (the duplicate analysis' pairs), or the given `outcome`, and its report section."""
+    from types import SimpleNamespace
+
+    from dsaudit.checks.base import CheckContext
+    from dsaudit.probe.analysis import ProbeOutcome
+    from dsaudit.similarity.duplicates import Duplicates
+
+    if outcome is None:
+        probe = ProbeOutcome.compute(index, config, {Duplicates: SimpleNamespace(pairs=pairs)})
+    else:
+        probe = ProbeOutcome(outcome)
+    return CheckContext(index=index, config=config, results={ProbeOutcome: probe},
+                        sections={"probe": probe.report_section()})

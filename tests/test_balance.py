@@ -7,6 +7,7 @@ problem and once without, and the numbers in the evidence are checked against ha
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from dsaudit.checks.base import CheckContext
 from dsaudit.config import AuditConfig, BalanceConfig, BatchConfig
 from dsaudit.findings import Severity
 from dsaudit.pipeline import build, run_checks
+from dsaudit.similarity.duplicates import Duplicates
 from imagery import make_split_dataset
 
 
@@ -201,9 +203,8 @@ def _effective(tmp_path, counts):
     make_split_dataset(tmp_path, {"train": {"a": 3, "b": 3}}, size=16)
     cfg = AuditConfig(select=("DSA105",), jobs=1)
     index = build(tmp_path, cfg)
-    ctx = CheckContext(index=index, config=cfg)
-    if counts is not None:
-        ctx.artifacts["leakage.effective_counts"] = counts
+    # the duplicate analysis as the pipeline hands it over (only its effective counts are read)
+    ctx = CheckContext(index=index, config=cfg, results={Duplicates: SimpleNamespace(effective=counts or {})})
     return list(EffectiveSize().run(ctx)), ctx
 
 
@@ -220,7 +221,7 @@ def test_effective_size_flags_classes_inflated_by_copies(tmp_path):
     assert ctx.sections["balance"]["effective"]["val"]["per_class"]["a"]["ratio"] == 1.0
 
 
-def test_effective_size_quiet_without_duplicates_or_artifact(tmp_path):
+def test_effective_size_quiet_without_duplicates(tmp_path):
     findings, _ = _effective(tmp_path, {("train", "a"): {"raw": 12, "effective": 12},
                                         ("train", "b"): {"raw": 12, "effective": 12}})
     assert findings == []

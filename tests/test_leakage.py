@@ -9,6 +9,7 @@ from PIL import Image
 from imagery import real_patches
 from dsaudit.index import hashing
 from dsaudit.similarity import neighbors, verify
+from dsaudit.similarity.views import Views
 
 
 def _thumbs(n: int, seed: int = 0) -> np.ndarray:
@@ -174,7 +175,7 @@ def test_cropped_and_rotated_ct_copies_are_found_among_lookalike_slices(covid_ct
     th = np.stack([hashing.to_thumb(im) for im in imgs + copies])
     feats = hashing.finalize({"thumb": th})
     codes = np.array([0] * len(imgs) + [1] * len(copies))
-    m = near_matches(th, feats["phash"], feats["desc"], codes, LeakageConfig(), smooth=feats["smooth"])
+    m = near_matches(Views(th, feats["phash"], feats["desc"], feats["smooth"]), codes, LeakageConfig())
     pairs = set(zip(np.minimum(m.a, m.b).tolist(), np.maximum(m.a, m.b).tolist()))
     found = np.mean([(int(i), len(imgs) + k) in pairs for k, i in enumerate(src)])
     assert found >= 0.9, found
@@ -213,7 +214,7 @@ def test_shifted_matches_of_single_edge_images_are_not_taken():
     codes = np.array([0, 0, 1, 1])
     loose = verify.verify_pairs(th, np.array([0]), np.array([2]), np.zeros(1, int), threshold=1.01)
     assert loose.similarity[0] >= 0.9 and loose.isotropy[0] < 0.55   # the search does line them up
-    m = near_matches(th, feats["phash"], feats["desc"], codes, LeakageConfig(), smooth=feats["smooth"])
+    m = near_matches(Views(th, feats["phash"], feats["desc"], feats["smooth"]), codes, LeakageConfig())
     pairs = set(zip(np.minimum(m.a, m.b).tolist(), np.maximum(m.a, m.b).tolist()))
     assert (1, 3) in pairs and (0, 2) not in pairs, pairs
 
@@ -359,7 +360,7 @@ def test_pairs_are_grouped_in_one_pass_as_a_filter_per_group_would():
     pairs with both ends inside it, in their order: the same as filtering all pairs per group."""
     import pandas as pd
 
-    from dsaudit.similarity.matching import _components, _rows_per_group
+    from dsaudit.similarity.duplicates import _components, _rows_per_group
 
     rng = np.random.default_rng(3)
     n = 400

@@ -113,6 +113,7 @@ def test_skipping_undecidable_searches_changes_no_match(monkeypatch):
 
     from dsaudit.similarity import matching as leakage
     from dsaudit.config import LeakageConfig
+    from dsaudit.similarity.views import Views
 
     tex = _thumbs(40, seed=5)
     big = np.pad(tex, ((0, 0), (3, 3), (3, 3)), mode="reflect")
@@ -130,8 +131,8 @@ def test_skipping_undecidable_searches_changes_no_match(monkeypatch):
     feats = hashing.finalize({"thumb": thumbs})
 
     def run():
-        m = leakage.near_matches(thumbs, feats["phash"], feats["desc"], codes, LeakageConfig(),
-                                 smooth=feats["smooth"])
+        m = leakage.near_matches(Views(thumbs, feats["phash"], feats["desc"], feats["smooth"]), codes,
+                                 LeakageConfig())
         return sorted(zip(m["a"].tolist(), m["b"].tolist()))
 
     fast = run()

@@ -12,7 +12,8 @@ from PIL import Image, ImageEnhance
 
 from imagery import make_split_dataset, real_patches, write_image
 from dsaudit.config import AuditConfig, LeakageConfig
-from dsaudit.pipeline import build, run_checks, scan
+from dsaudit.pipeline import build, scan
+from dsaudit.similarity.duplicates import Duplicates
 
 LEAK_IDS = ("DSA201", "DSA202", "DSA203", "DSA204", "DSA205")
 
@@ -88,19 +89,25 @@ def test_each_transform_is_found_as_cross_split_near_duplicate(leaky):
     assert section["thresholds"]["verify_threshold"] == LeakageConfig().verify_threshold
 
 
-def test_artifacts_for_the_probe_and_effective_counts(leaky):
+def test_the_duplicate_analysis_for_the_probe_and_effective_counts(leaky):
     root, planted = leaky
     index = build(root, _config())
-    _, errors, ctx, _ = run_checks(index, _config())
-    assert not errors
-    pairs = ctx.artifacts["leakage.pairs"]
+    from dsaudit.analysis import plan
+    from dsaudit.checks.registry import select_checks
+    from dsaudit.pipeline import run_analyses
+
+    cfg = _config()
+    results, failed, _ = run_analyses(plan(select_checks(cfg.select)), index, cfg)
+    assert not failed
+    dup = results[Duplicates]
+    pairs = dup.pairs
     assert list(pairs.columns) == ["a", "b", "kind", "distance", "similarity", "transform",
                                    "cross_split", "same_label"]
     paths = index.table["path"].tolist()
     got = {(paths[a], paths[b]) for a, b in zip(pairs["a"], pairs["b"])}
     assert set(planted.values()) <= got
     assert pairs["cross_split"].all()
-    eff = ctx.artifacts["leakage.effective_counts"]
+    eff = dup.effective
     assert eff[("train", "a")] == {"raw": 10, "effective": 10}
 
 

@@ -210,16 +210,14 @@ def test_scan_without_probe_never_imports_tensorflow(tmp_path):
 
 def test_probe_check_skips_with_reason_without_leaks(tmp_path):
     """Mode auto with no cross-split pairs: no run, no finding, a section that says why."""
-    from probe_data import index_for
+    from probe_data import index_for, probe_context
     from imagery import make_split_dataset
 
-    from dsaudit.checks.base import CheckContext
     from dsaudit.checks.probe_check import CHECKS
     from dsaudit.config import AuditConfig
 
     make_split_dataset(tmp_path, {"train": {"a": 3, "b": 3}, "val": {"a": 2, "b": 2}}, size=32)
-    ctx = CheckContext(index=index_for(tmp_path), config=AuditConfig(),
-                       artifacts={"leakage.pairs": _pairs([])})
+    ctx = probe_context(index_for(tmp_path), AuditConfig(), _pairs([]))
     findings = [f for c in CHECKS for f in c().run(ctx)]
     assert findings == []
     assert ctx.sections["probe"]["status"] == "skipped"
@@ -248,19 +246,18 @@ def test_equalize_keeps_partners_in_run_a():
 
 
 def test_probe_requested_without_tensorflow_warns(tmp_path, monkeypatch):
-    from probe_data import index_for, pairs_frame, random_label_dataset
+    from probe_data import index_for, pairs_frame, probe_context, random_label_dataset
 
     import dsaudit.checks.probe_check as pc
-    from dsaudit.checks.base import CheckContext
+    import dsaudit.probe.analysis as pa
     from dsaudit.config import AuditConfig, ProbeConfig
     from dsaudit.findings import Severity
 
     pairs = random_label_dataset(tmp_path, n_train=8, n_leak=2, n_clean=2)
     index = index_for(tmp_path)
-    monkeypatch.setattr(pc, "tensorflow_available", lambda: False)
+    monkeypatch.setattr(pa, "tensorflow_available", lambda: False)
     for mode, expect in (("on", [Severity.WARNING]), ("auto", [])):
-        ctx = CheckContext(index=index, config=AuditConfig(probe=ProbeConfig(mode=mode)),
-                           artifacts={"leakage.pairs": pairs_frame(index.table, pairs)})
+        ctx = probe_context(index, AuditConfig(probe=ProbeConfig(mode=mode)), pairs_frame(index.table, pairs))
         findings = [f for c in pc.CHECKS for f in c().run(ctx)]
         assert [f.severity for f in findings] == expect
         assert "TensorFlow is not installed" in ctx.sections["probe"]["reason"]
@@ -287,12 +284,12 @@ def _res(inflation, p, n=60, lo=None, hi=None, equal=True):
     (_res(-0.20, 0.001), "info", "No significant inflation"),
 ])
 def test_inflation_verdicts_follow_the_thresholds(res, severity, words):
-    from dsaudit.checks.base import CheckContext
+    from probe_data import probe_context
+
     from dsaudit.checks.probe_check import ProbeLeakInflation
     from dsaudit.config import AuditConfig
 
-    ctx = CheckContext(index=None, config=AuditConfig(),
-                       artifacts={"probe.result": {"status": "ran", "leakage": res}})
+    ctx = probe_context(None, AuditConfig(), outcome={"status": "ran", "leakage": res})
     (f,) = list(ProbeLeakInflation().run(ctx))
     assert str(f.severity) == severity
     assert words in f.title + " " + f.message

@@ -15,10 +15,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from probe_data import (easy_leak_dataset, index_for, pairs_frame,  # noqa: E402
+from probe_data import (easy_leak_dataset, index_for, pairs_frame, probe_context,  # noqa: E402
                         random_label_dataset)
 
-from dsaudit.checks.base import CheckContext  # noqa: E402
 from dsaudit.checks.probe_check import CHECKS  # noqa: E402
 from dsaudit.config import AuditConfig, ProbeConfig  # noqa: E402
 from dsaudit.findings import Severity  # noqa: E402
@@ -31,8 +30,7 @@ def _scan(root, pairs, budget=120.0, groups=None, mode="auto"):
     if groups is not None:
         index.table["group"] = [groups.get(p, "") for p in index.table["path"]]
     cfg = AuditConfig(seed=0, jobs=2, probe=ProbeConfig(mode=mode, budget_seconds=budget))
-    artifacts = {"leakage.pairs": pairs_frame(index.table, pairs)} if pairs is not None else {}
-    ctx = CheckContext(index=index, config=cfg, artifacts=artifacts)
+    ctx = probe_context(index, cfg, pairs_frame(index.table, pairs) if pairs is not None else None)
     findings = {}
     for check in CHECKS:
         for f in check().run(ctx):

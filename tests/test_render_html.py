@@ -53,7 +53,7 @@ CHECK_DOCS = {
 }
 
 
-# The shape dsaudit's probe publishes (checks/probe_check.py, probe/runner.py), trimmed.
+# The shape dsaudit's probe publishes (probe/analysis.py, probe/runner.py), trimmed.
 PROBE_SECTION = {
     "mode": "auto", "status": "ran", "cross_split_pairs": 3, "leaked_by_pairs": 30, "leaked_by_groups": 0,
     "budget_seconds": 300.0, "elapsed_seconds": 41.2, "group_leakage": None,

@@ -7,6 +7,7 @@ anything except the record cache (outside the dataset); reports are written by t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import time
 import traceback
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dsaudit import __version__
+from dsaudit.analysis import Analysis, closure, plan
 from dsaudit.checks.base import CheckContext
 from dsaudit.checks.registry import select_checks
 from dsaudit.config import AuditConfig
@@ -56,19 +58,64 @@ def require_images(index: DatasetIndex) -> None:
                            f"them an image (e.g. {examples})")
 
 
+def run_analyses(kinds: list[type[Analysis]], index: DatasetIndex, config: AuditConfig,
+                 status: Callable[[str], None] | None = None, notify: Callable[[str], None] | None = None
+                 ) -> tuple[dict[type, Analysis], dict[type, CheckError], dict[str, float]]:
+    """Compute `kinds` (in dependency order, as analysis.plan gives them), each once and timed. A
+    failing analysis is recorded, as is every analysis that needs it; the scan goes on."""
+    results: dict[type, Analysis] = {}
+    failed: dict[type, CheckError] = {}
+    timings: dict[str, float] = {}
+    for kind in kinds:
+        broken = next((failed[dep] for dep in kind.requires if dep in failed), None)
+        if broken is not None:
+            failed[kind] = broken
+            continue
+        if status:
+            status(f"analysis: {kind.name}")
+        t0 = time.perf_counter()
+        try:
+            results[kind] = kind.compute(index, config, {dep: results[dep] for dep in closure(kind.requires)},
+                                         notify)
+        except Exception as exc:  # a crashing analysis fails the checks that need it, not the scan
+            failed[kind] = CheckError("", kind.name, f"the {kind.name} analysis failed: {type(exc).__name__}: {exc}",
+                                      traceback.format_exc(limit=8))
+        timings[kind.name] = round(time.perf_counter() - t0, 4)
+    return results, failed, timings
+
+
 def run_checks(index: DatasetIndex, config: AuditConfig, status: Callable[[str], None] | None = None,
                notify: Callable[[str], None] | None = None
                ) -> tuple[list[Finding], list[CheckError], CheckContext, dict[str, float]]:
+    """Run the selected checks after the analyses they require. Returns the findings, the check
+    errors, the shared context (its `sections` go into the report, `timings` holds the analyses'
+    stage times) and each check's own time."""
+    checks = select_checks(config.select, config.ignore)
     ctx = CheckContext(index=index, config=config, notify=notify)
+    results, failed, ctx.timings = run_analyses(plan(checks), index, config, status, notify)
+    ctx.results = results   # the scan's context holds every analysis; each check gets its own below
+    for kind, res in results.items():
+        block = res.report_section()
+        if kind.section and block is not None:
+            ctx.sections[kind.section] = block
+        notes = res.report_statements()
+        if notes:  # what the analysis decided not to measure, stated rather than left to silence
+            ctx.sections.setdefault("statements", []).extend(notes)
     findings: list[Finding] = []
     errors: list[CheckError] = []
     timings: dict[str, float] = {}
-    for check_cls in select_checks(config.select, config.ignore):
+    for check_cls in checks:
+        needs = closure(check_cls.requires)
+        broken = next((failed[k] for k in needs if k in failed), None)
+        if broken is not None:
+            errors.append(CheckError(check_cls.id, check_cls.name, broken.error, broken.traceback))
+            timings[check_cls.id] = 0.0
+            continue
         t0 = time.perf_counter()
         if status:
             status(f"{check_cls.id} {check_cls.name}")
-        try:
-            findings.extend(check_cls().run(ctx))
+        try:  # each check sees the analyses it declared, and no others
+            findings.extend(check_cls().run(dataclasses.replace(ctx, results={k: results[k] for k in needs})))
         except Exception as exc:  # a crashing check is a result, not a crashed scan
             errors.append(CheckError(check_cls.id, check_cls.name, f"{type(exc).__name__}: {exc}",
                                      traceback.format_exc(limit=8)))
@@ -200,6 +247,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
         index.timings["thumbnails"] = time.perf_counter() - t_thumb
     duration = time.perf_counter() - t0
     timings = {k: round(v, 4) for k, v in index.timings.items()}
+    timings.update({f"analysis.{name}": t for name, t in ctx.timings.items()})   # stages of their own
     timings["checks"] = check_timings
     return ScanResult(
         root=display_path(str(index.root)),

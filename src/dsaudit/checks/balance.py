@@ -27,6 +27,7 @@ import pandas as pd
 
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
+from dsaudit.similarity.duplicates import Duplicates
 from dsaudit.stats import chi2_independence
 
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
@@ -422,9 +423,10 @@ class EffectiveSize(Check):
     id = "DSA105"
     name = "balance.effective-size"
     severity = Severity.WARNING
+    requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        eff = ctx.artifacts.get("leakage.effective_counts")
+        eff = ctx.result(Duplicates).effective
         if not eff:
             return
         minimum = ctx.config.balance.min_effective_per_class

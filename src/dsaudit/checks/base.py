@@ -1,8 +1,9 @@
 """What a check is: a small unit with a stable ID, a readable name, a default severity, and a
 docstring whose first line is its summary and whose ``Why:`` and ``Fix:`` paragraphs explain it.
 
-A check reads the index (never the image files) and yields findings. Thresholds come from the
-configuration, not from constants in the check, so that measuring and judging stay apart.
+A check reads the index (never the image files) and the analyses it lists in ``requires``
+(``dsaudit.analysis``), and yields findings. Thresholds come from the configuration, not from
+constants in the check, so that measuring and judging stay apart.
 """
 
 from __future__ import annotations
@@ -10,30 +11,43 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping, TypeVar
 
+from dsaudit.analysis import Analysis
 from dsaudit.config import AuditConfig
 from dsaudit.findings import Finding, Severity
 from dsaudit.index.dataset import DatasetIndex
 
 ID_PATTERN = re.compile(r"^DSA\d{3}$")
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)+$")
+A = TypeVar("A", bound=Analysis)
 
 
 @dataclass
 class CheckContext:
     """What a running check can see and share.
 
-    `artifacts` lets one check hand intermediate results to a later one (for example the leakage
-    checks publish matched pairs that the probe and the effective-size hints use); `sections`
-    holds JSON-able blocks that go into the report under their name (e.g. "batching", "probe").
+    `results` holds the analyses the check declared in `requires` (and what those need), read with
+    ``ctx.result(Duplicates)``; `sections` holds JSON-able blocks that go into the report under
+    their name (e.g. "batching"). `artifacts` is an untyped hand-over between checks, kept for
+    modules not yet moved to declared analyses: prefer an Analysis.
     """
 
     index: DatasetIndex
     config: AuditConfig
+    results: Mapping[type, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
     notify: Callable[[str], None] | None = None  # tells the user about a long step (the probe)
+    timings: dict[str, float] = field(default_factory=dict)  # analysis stage times (meta.timings["analysis.NAME"])
+
+    def result(self, kind: type[A]) -> A:
+        """The analysis `kind`, which the running check must list in its `requires`."""
+        try:
+            return self.results[kind]
+        except KeyError:
+            raise LookupError(f"the {kind.name!r} analysis is not available here: a check that reads it "
+                              f"requires it (requires = ({kind.__name__},))") from None
 
 
 def _doc_section(doc: str, name: str) -> str:
@@ -50,6 +64,7 @@ class Check:
     id: ClassVar[str] = ""
     name: ClassVar[str] = ""
     severity: ClassVar[Severity] = Severity.WARNING
+    requires: ClassVar[tuple[type[Analysis], ...]] = ()   # analyses read through ctx.result
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -1,7 +1,8 @@
-"""DSA2xx: duplicates and leakage, judged from the matched pairs of ``similarity.matching.analyse``.
+"""DSA2xx: duplicates and leakage, judged from the duplicate analysis (``similarity.duplicates``).
 
-The analysis (exact pairs, near-duplicate search and verification, groups) lives in
-``dsaudit.similarity``; the checks here only turn its pairs and groups into findings.
+The analysis (exact pairs, near-duplicate search and verification, groups, effective counts) is
+computed once by the pipeline for every check that requires it; the checks here only turn its
+pairs and groups into findings.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import pandas as pd
 
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.findings import Finding, Severity
-from dsaudit.similarity.matching import (MAX_EVIDENCE_PAIRS, _components, _rows_per_group, analyse,
-                                         describe_approximation, within_search_plan)
+from dsaudit.similarity.duplicates import Duplicates, _components, _rows_per_group
+from dsaudit.similarity.matching import describe_approximation, within_search_plan
+
+MAX_EVIDENCE_PAIRS = 50
 
 
 def _pair_evidence(cols: dict[str, np.ndarray], rows: np.ndarray, names: dict[str, np.ndarray],
@@ -71,15 +74,16 @@ class ExactDuplicateLeak(Check):
     id = "DSA201"
     name = "leak.exact-duplicate"
     severity = Severity.ERROR
+    requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        res = analyse(ctx)
-        cols, splits, names = res["pair_columns"], res["splits"], res["names"]
+        res = ctx.result(Duplicates)
+        cols, splits, names = res.columns, res.splits, res.names
         exact = np.nonzero(np.isin(cols["kind"], ["bytes", "pixels"]))[0]
         if not len(exact):
             return
         n = len(names["path"])
-        groups = _components(res["pairs"].iloc[exact], n)
+        groups = _components(res.pairs.iloc[exact], n)
         for group, rows in zip(groups, _rows_per_group(cols["a"][exact], cols["b"][exact], groups, n)):
             if len({splits[g] for g in group}) < 2:
                 continue
@@ -115,11 +119,12 @@ class NearDuplicateLeak(Check):
     id = "DSA202"
     name = "leak.near-duplicate"
     severity = Severity.ERROR
+    requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        res = analyse(ctx)
-        cols, splits, names = res["pair_columns"], res["splits"], res["names"]
-        kept = res["approximate"].get("across splits")
+        res = ctx.result(Duplicates)
+        cols, splits, names = res.columns, res.splits, res.names
+        kept = res.approximate.get("across splits")
         if kept:   # say so when the search across splits was approximate (over leakage.knn_max_pairs)
             budget = ctx.config.leakage.knn_max_pairs
             yield self.finding(
@@ -130,7 +135,7 @@ class NearDuplicateLeak(Check):
                 evidence={"approximate": kept, "knn_max_pairs": budget},
                 hint="Raise leakage.knn_max_pairs for an exact search, or accept that some copies may be missed.",
                 subject="budget:across", severity=Severity.INFO)
-        for group, rows in zip(res["components"], res["group_rows"]):
+        for group, rows in zip(res.components, res.group_rows):
             is_cross_near = (cols["kind"][rows] == "near") & cols["cross_split"][rows].astype(bool)
             cross_near = rows[is_cross_near]
             if not len(cross_near):
@@ -161,11 +166,12 @@ class ConflictingLabels(Check):
     id = "DSA203"
     name = "leak.conflicting-labels"
     severity = Severity.ERROR
+    requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        res = analyse(ctx)
-        cols, labels, splits, names = res["pair_columns"], res["labels"], res["splits"], res["names"]
-        for group, rows in zip(res["components"], res["group_rows"]):
+        res = ctx.result(Duplicates)
+        cols, labels, splits, names = res.columns, res.labels, res.splits, res.names
+        for group, rows in zip(res.components, res.group_rows):
             differs = ~cols["same_label"][rows].astype(bool)
             if not differs.any():
                 continue
@@ -196,11 +202,12 @@ class DuplicatesWithinSplit(Check):
     id = "DSA204"
     name = "dup.within-split"
     severity = Severity.WARNING
+    requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        res = analyse(ctx)
+        res = ctx.result(Duplicates)
         table = ctx.index.table.reset_index(drop=True)
-        pairs, splits, eff = res["pairs"], res["splits"], res["effective"]
+        pairs, splits, eff = res.pairs, res.splits, res.effective
         ratio = ctx.config.leakage.cluster_warn_ratio
         # say so when the search inside a split was cut down by its budget: a quiet DSA204 there
         # only means that no copy close enough for the hashes was found
@@ -210,7 +217,7 @@ class DuplicatesWithinSplit(Check):
                 plan = within_search_plan(int(count), ctx.config.leakage)
                 if plan in ("no-shifts", "approximate"):
                     where = split or "the pool"
-                    kept = res["approximate"].get(split)
+                    kept = res.approximate.get(split)
                     if plan == "approximate" and kept:
                         what = "approximately: " + describe_approximation(kept)
                     else:
@@ -226,7 +233,7 @@ class DuplicatesWithinSplit(Check):
                         hint="Raise leakage.knn_within_max_pairs for a full search (its cost grows with "
                              "the square of the split size), or accept that some copies may be missed.",
                         subject=f"budget:{split}", severity=Severity.INFO)
-        cols, names = res["pair_columns"], res["names"]
+        cols, names = res.columns, res.names
         within = np.nonzero(~cols["cross_split"].astype(bool))[0]
         if not len(within):
             return
@@ -296,7 +303,6 @@ class GroupLeak(Check):
         table = ctx.index.table.reset_index(drop=True)
         if "group" not in table or not len(table):
             return
-        analyse(ctx)  # publish the shared artifacts even when only this check runs
         g = table[table["group"].astype(str) != ""]
         for name, grp in g.groupby("group", sort=True):
             splits = sorted(set(grp["split"].astype(str)))

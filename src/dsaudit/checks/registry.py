@@ -1,6 +1,7 @@
 """The explicit list of checks. Registration is by module: each module below exports ``CHECKS``,
-a list of Check subclasses, in the order they should run (later checks may read artifacts that
-earlier ones publish, so leakage runs before the balance hints and the probe runs last).
+a list of Check subclasses, in the order their findings are listed. Checks share results only
+through the analyses they declare (``requires``), which the pipeline computes first, so the order
+here never decides what a check can see.
 
 Duplicate or malformed IDs and names are an error at import time, and a test keeps it so.
 """
@@ -15,7 +16,7 @@ from dsaudit.checks.base import ID_PATTERN, NAME_PATTERN, Check
 
 CHECK_MODULES = (
     "dsaudit.checks.integrity",   # DSA0xx
-    "dsaudit.checks.duplicates",   # DSA2xx (before balance: publishes effective sizes)
+    "dsaudit.checks.duplicates",   # DSA2xx
     "dsaudit.checks.balance",     # DSA1xx
     "dsaudit.checks.batching",    # DSA30x
     "dsaudit.checks.ordering",    # DSA31x
@@ -23,7 +24,7 @@ CHECK_MODULES = (
     "dsaudit.checks.quality",     # DSA40x
     "dsaudit.checks.drift",       # DSA41x
     "dsaudit.checks.content_labels",  # DSA42x-43x
-    "dsaudit.checks.probe_check", # DSA9xx (last: needs the leakage artifacts)
+    "dsaudit.checks.probe_check", # DSA9xx
 )
 
 

@@ -1,40 +1,35 @@
-"""DSA2xx: duplicates and leakage.
+"""Near-duplicate matching: candidate search and verification over the views of a set of images.
 
-All five checks share one analysis (``analyse``), computed by whichever runs first and kept in
-``ctx.artifacts["leakage._analysis"]``:
+``matches_with_views(views, split_code, cfg)`` returns the matches table (MATCH_COLUMNS, positions
+into the views):
 
-1. exact pairs: the same file bytes (``sha256``) or the same decoded pixels (``pixel_hash``);
-2. near-duplicate candidates: (a) a Hamming join of every image's 8 dihedral pHashes against all
-   identity pHashes within ``near_threshold`` bits (multi-index hashing, ``index.neighbors``), which
-   catches re-encodes, resizes, brightness changes, flips and 90-degree rotations; (b) for each
-   val/test image its ``knn`` nearest train images by a coarse descriptor, which catches shifts and
-   crops that global hashes miss;
-3. every candidate is verified by aligning the thumbnails (``index.verify``) and kept when the
-   similarity reaches ``verify_threshold``; the transform is named when it was recognised;
-4. pairs are joined into groups (connected components).
+1. candidates: (a) a Hamming join of every image's 8 dihedral pHashes against all identity pHashes
+   within ``near_threshold`` bits (multi-index hashing, ``similarity.neighbors``), which catches
+   re-encodes, resizes, brightness changes, flips and 90-degree rotations; (b) for each val/test
+   image its ``knn`` nearest train images by a coarse descriptor, which catches shifts and crops
+   that global hashes miss; (c) the same k-NN inside each split, for augmented copies saved next
+   to their originals;
+2. every candidate is verified by aligning the thumbnails (``similarity.verify``) and kept when the
+   similarity reaches ``verify_threshold``; ``describe_transform`` names the transform when it was
+   recognised.
 
-Published for later checks and the report: ``artifacts["leakage.pairs"]`` (DataFrame of all matched
-pairs, positions into ``index.table``), ``artifacts["leakage.effective_counts"]`` and
-``sections["leakage"]``.
+``similarity.duplicates`` turns the matches of an index into the pairs and groups the checks judge.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dsaudit.checks.base import CheckContext
 from dsaudit.config import LeakageConfig
-from dsaudit.index.hashing import (DIHEDRAL_NAMES, FEATURES_VERSION, apply_dihedral, descriptors, finalize,
-                                    shifted_descriptors, squeezed_descriptors)
-from dsaudit.index.memo import stable_key
-from dsaudit.similarity.neighbors import dihedral_join, knn_join, thread_limit
+from dsaudit.index.hashing import (DIHEDRAL_NAMES, apply_dihedral, descriptors, finalize, shifted_descriptors,
+                                    squeezed_descriptors)
+from dsaudit.similarity.neighbors import dihedral_join, knn_join
 from dsaudit.similarity.verify import verify_pairs, warp
+from dsaudit.similarity.views import Views
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
@@ -44,7 +39,6 @@ MATCHER_VERSION = "18"
 CLOSE_RMS = 1.5
 CLOSE_RATIO = 0.3
 
-MAX_EVIDENCE_PAIRS = 50
 # translations (thumbnail pixels of 32) at which val/test descriptors are also looked up: a 3x3
 # grid, since real shifts move both ways at once (with 5 axis-only shifts of 3 px, 21% of shifted CT
 # copies had their source outside the 5 nearest, with the grid 10%: benchmarks/candidate_rank.py)
@@ -77,7 +71,9 @@ KNN_WITHIN_MARGIN = 0.4
 KNN_TURNS = ((0.0, True),) + tuple((a, f) for a in (-40.0, -20.0, 20.0, 40.0) for f in (False, True))
 KNN_TURN_K = 4             # nearest references per query in the turned search
 HFLIP = DIHEDRAL_NAMES.index("hflip")
-PAIR_COLUMNS = ("a", "b", "kind", "distance", "similarity", "transform", "cross_split", "same_label")
+# the matches table (near_matches; matches_with_views adds view_a, view_b)
+MATCH_COLUMNS = ("a", "b", "distance", "similarity", "variant", "zoom", "shift_y", "shift_x", "angle", "source",
+                 "stage")
 
 # what was done to the reference to obtain the query, for query variant k (inverse of variant k)
 _INVERSE_NAME = {"rot90": "rot270", "rot270": "rot90"}
@@ -298,11 +294,11 @@ def turned_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, qu
     return refs[r], queries[q], turn, mirrored
 
 
-def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
-                 cfg: LeakageConfig, ref_code: int | None = 0,
+def near_matches(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_code: int | None = 0,
                  timings: dict[str, float] | None = None, keep_all: bool = False,
-                 smooth: np.ndarray | None = None, is_view: np.ndarray | None = None) -> pd.DataFrame:
-    """Verified near-duplicate pairs among images given as arrays (positions 0..n-1).
+                 is_view: np.ndarray | None = None) -> pd.DataFrame:
+    """Verified near-duplicate pairs among the images of `views` (positions 0..n-1; their inner
+    views are not looked at here: matches_with_views).
 
     `split_code` is an int per image; kNN candidates go from every image whose code differs from
     `ref_code` to the images of `ref_code` (None: no kNN stage). Returns a DataFrame with columns
@@ -313,6 +309,7 @@ def near_matches(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_
     that are second views of an image (matches_with_views): the k-NN searches them apart
     (_knn_candidates)."""
     timings = timings if timings is not None else {}
+    thumbs, phash, desc, smooth = views.thumbs, views.phash, views.desc, views.smooth
     n = len(thumbs)
     cols = ["a", "b", "distance", "similarity", "variant", "zoom", "shift_y", "shift_x", "angle", "source"]
     if n < 2:
@@ -460,29 +457,27 @@ def _approximation_summary(runs: list) -> dict[str, float]:
     return main
 
 
-def matches_with_views(thumbs: np.ndarray, phash: np.ndarray, desc: np.ndarray, split_code: np.ndarray,
-                       cfg: LeakageConfig, inner: np.ndarray | None = None, has_inner: np.ndarray | None = None,
-                       ref_code: int | None = 0, timings: dict[str, float] | None = None,
-                       keep_all: bool = False, smooth: np.ndarray | None = None) -> pd.DataFrame:
-    """``near_matches`` over every image's thumbnail plus, for images with a flat border
-    (`has_inner`), the thumbnail of what is inside it (hashing.thumbnails) as a second view.
+def matches_with_views(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_code: int | None = 0,
+                       timings: dict[str, float] | None = None, keep_all: bool = False) -> pd.DataFrame:
+    """The matches table: ``near_matches`` over every image's thumbnail plus, for images with a flat
+    border (`views.has_inner`), the thumbnail of what is inside it (hashing.thumbnails) as a second view.
 
     Each view is searched as an image of its owner's split; pairs map back to the owners (a pair of
     an image with itself is dropped) and each pair of images keeps its best match. Columns as
-    near_matches, plus view_a / view_b: the positions in `thumbs` followed by the inner views, so
-    that ``describe_transform`` sees the thumbnails that matched."""
+    near_matches (MATCH_COLUMNS), plus view_a / view_b: the positions in `views.thumbs` followed by
+    the inner views, so that ``describe_transform`` sees the thumbnails that matched."""
+    thumbs, inner, has_inner = views.thumbs, views.inner, views.has_inner
     n = len(thumbs)
     extra = np.nonzero(has_inner)[0] if inner is not None and has_inner is not None else np.zeros(0, np.int64)
     if not len(extra):
-        out = near_matches(thumbs, phash, desc, split_code, cfg, ref_code=ref_code, timings=timings,
-                           keep_all=keep_all, smooth=smooth)
+        out = near_matches(views, split_code, cfg, ref_code=ref_code, timings=timings, keep_all=keep_all)
         return out.assign(view_a=out["a"], view_b=out["b"])
-    views = finalize({"thumb": inner[extra]})
+    second = finalize({"thumb": inner[extra]})
     owner = np.concatenate([np.arange(n), extra])
-    out = near_matches(np.concatenate([thumbs, inner[extra]]), np.concatenate([phash, views["phash"]]),
-                       np.concatenate([desc, views["desc"]]), split_code[owner], cfg, ref_code=ref_code,
-                       timings=timings, keep_all=keep_all,
-                       smooth=None if smooth is None else np.concatenate([smooth, views["smooth"]]),
+    both = Views(thumbs=np.concatenate([thumbs, inner[extra]]), phash=np.concatenate([views.phash, second["phash"]]),
+                 desc=np.concatenate([views.desc, second["desc"]]),
+                 smooth=None if views.smooth is None else np.concatenate([views.smooth, second["smooth"]]))
+    out = near_matches(both, split_code[owner], cfg, ref_code=ref_code, timings=timings, keep_all=keep_all,
                        is_view=np.arange(len(owner)) >= n)
     approximations = out.attrs.get("approximate", {})
     out = out.assign(view_a=out["a"], view_b=out["b"], a=owner[out["a"].to_numpy()], b=owner[out["b"].to_numpy()])
@@ -534,187 +529,6 @@ def describe_transform(row: Any, thumbs: np.ndarray, sizes: np.ndarray | None, s
     return "+".join(parts)
 
 
-# ------------------------------------------------------------------------------------------
-# Shared analysis over the index
-# ------------------------------------------------------------------------------------------
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
-
-    def find(self, x: int) -> int:
-        p = self.parent
-        root = x
-        while p[root] != root:
-            root = p[root]
-        while p[x] != root:
-            p[x], x = root, p[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def groups(self, members: Iterable[int]) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for m in members:
-            out[self.find(int(m))].append(int(m))
-        return out
-
-
-def _components(pairs: pd.DataFrame, n: int) -> list[list[int]]:
-    """Groups of table rows joined by the given pairs (connected components of size >= 2), each
-    sorted, ordered by their first row."""
-    if not len(pairs):
-        return []
-    uf = _UnionFind(n)
-    for a, b in zip(pairs["a"].to_numpy(), pairs["b"].to_numpy()):
-        uf.union(int(a), int(b))
-    members = np.unique(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()]))
-    return sorted((sorted(g) for g in uf.groups(members).values() if len(g) > 1), key=lambda g: g[0])
-
-
-def _exact_pairs(keys: pd.Series, positions: np.ndarray, split_rank: np.ndarray) -> list[tuple[int, int]]:
-    """Star pairs inside each group of equal keys: every member with the group's representative
-    (the first member of the earliest split, so train copies are the reference)."""
-    pairs = []
-    df = pd.DataFrame({"k": keys.to_numpy(), "pos": positions, "rank": split_rank})
-    df = df[df["k"].astype(str) != ""]
-    dup = df[df.duplicated("k", keep=False)].sort_values(["k", "rank", "pos"])
-    for _, grp in dup.groupby("k", sort=False):
-        pos = grp["pos"].to_numpy()
-        rep = int(pos[0])
-        pairs += [(rep, int(p)) for p in pos[1:]]
-    return pairs
-
-
-def analyse(ctx: CheckContext) -> dict[str, Any]:
-    cached = ctx.artifacts.get("leakage._analysis")
-    if cached is not None:
-        return cached
-    cfg = ctx.config.leakage
-    table = ctx.index.table.reset_index(drop=True)
-    feats = ctx.index.features
-    timings: dict[str, float] = {}
-    n = len(table)
-    splits = table["split"].astype(str).to_numpy() if n else np.zeros(0, str)
-    labels = table["label"].astype(str).to_numpy() if n else np.zeros(0, str)
-    split_names = list(dict.fromkeys(list(ctx.index.layout.splits) + sorted(set(splits))))
-    order = {s: i for i, s in enumerate(split_names)}
-    if "train" in order:  # train is always the reference side
-        order = {s: (-1 if s == "train" else i) for s, i in order.items()}
-    split_rank = np.array([order.get(s, 99) for s in splits], dtype=np.int64)
-    has = table["has_features"].to_numpy(bool) if n else np.zeros(0, bool)
-    img_pos = np.nonzero(has)[0]
-
-    rows: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    exact_bytes: set[tuple[int, int]] = set()
-    if cfg.exact and n:
-        is_file = (table["bytes"].to_numpy() > 0) & table["kind"].isin(["image", "broken-image"]).to_numpy()
-        pos = np.nonzero(is_file)[0]
-        sha = table["sha256"].astype(str) if "sha256" in table else pd.Series([""] * n)
-        for a, b in _exact_pairs(sha.iloc[pos], pos, split_rank[pos]):
-            exact_bytes.add((min(a, b), max(a, b)))
-            rows.append(dict(a=a, b=b, kind="bytes", distance=0.0, similarity=1.0, transform=""))
-        if "pixel_hash" in feats and len(img_pos):
-            ph = feats["pixel_hash"].reshape(n, -1)[:, 0]
-            keys = pd.Series([format(int(x), "016x") for x in ph[img_pos]])
-            for a, b in _exact_pairs(keys, img_pos, split_rank[img_pos]):
-                if (min(a, b), max(a, b)) in exact_bytes or table.at[a, "sha256"] == table.at[b, "sha256"]:
-                    continue
-                rows.append(dict(a=a, b=b, kind="pixels", distance=0.0, similarity=1.0, transform=""))
-    timings["exact"] = time.perf_counter() - t0
-
-    near_stats: dict[str, float] = {}
-    approximations: dict[str, dict] = {}   # split (or "across splits") -> what its approximate k-NN kept
-    if cfg.near and len(img_pos) >= 2 and "thumb" in feats and "phash" in feats:
-        thumbs = feats["thumb"][img_pos]
-        phash = feats["phash"][img_pos]
-        desc = feats["desc"][img_pos] if "desc" in feats else np.zeros((len(img_pos), 64), np.float32)
-        ref = order.get("train", None) if len(set(splits[img_pos])) > 1 else None
-        if ref is None and len(set(splits[img_pos])) > 1:
-            ref = min(order[s] for s in set(splits[img_pos]))
-        codes = split_rank[img_pos]
-        smooth = feats["smooth"][img_pos] if "smooth" in feats else None
-        inner = feats["inner"][img_pos] if "inner" in feats else None
-        has_inner = feats["border"][img_pos].any(axis=1) if "border" in feats else None
-
-        def search() -> pd.DataFrame:
-            with thread_limit(ctx.config.resolved_jobs()):  # the search stages use a thread pool
-                return matches_with_views(thumbs, phash, desc, codes, cfg, inner=inner, has_inner=has_inner,
-                                          ref_code=ref, timings=near_stats, smooth=smooth)
-
-        # A rescan of unchanged data reuses the matches: the key holds everything they depend on
-        # beyond the index fingerprint (feature and matcher versions, the matching settings).
-        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("group_regex", "cluster_warn_ratio")}
-        key = stable_key(FEATURES_VERSION, MATCHER_VERSION, settings, ref, sorted(order.items()))
-        near = ctx.index.memoize("leakage.near", key, search)
-        if not near_stats:
-            near_stats["reused_from_cache"] = 1.0
-        code_split = {c: s for s, c in order.items()}
-        for where, kept in near.attrs.get("approximate", {}).items():
-            name = "across splits" if where == "across" else code_split.get(int(where.split(":")[1]), "")
-            approximations[name] = dict(kept)
-        sizes = table[["width", "height"]].to_numpy()[img_pos] if len(img_pos) else None
-        if has_inner is not None and has_inner.any():   # the views that matched, for describe_transform
-            thumbs = np.concatenate([thumbs, inner[has_inner]])
-        pixel_keys = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
-        for r in near.itertuples(index=False):
-            a, b = int(img_pos[r.a]), int(img_pos[r.b])
-            if (min(a, b), max(a, b)) in pixel_keys:
-                continue
-            # the reference (earlier split, else the lower position) first
-            swapped = bool(split_rank[b] < split_rank[a] or (split_rank[b] == split_rank[a] and b < a))
-            if swapped:
-                a, b = b, a
-            rows.append(dict(a=a, b=b, kind="near",
-                             distance=None if np.isnan(r.distance) else float(r.distance),
-                             similarity=round(float(r.similarity), 4),
-                             transform=describe_transform(r, thumbs, sizes, swapped)))
-    timings.update({k: round(v, 4) for k, v in near_stats.items()})
-
-    pairs = pd.DataFrame(rows, columns=["a", "b", "kind", "distance", "similarity", "transform"])
-    if len(pairs):
-        pairs["a"] = pairs["a"].astype(np.int64)
-        pairs["b"] = pairs["b"].astype(np.int64)
-        pairs["cross_split"] = splits[pairs["a"]] != splits[pairs["b"]]
-        pairs["same_label"] = labels[pairs["a"]] == labels[pairs["b"]]
-    else:
-        pairs = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-            PAIR_COLUMNS, ("int64", "int64", "object", "float64", "float64", "object", "bool", "bool"))})
-    pairs = pairs[list(PAIR_COLUMNS)]
-
-    components = _components(pairs, n)
-
-    # effective counts: duplicates inside one (split, label) count once
-    uf_in = _UnionFind(n)
-    same = pairs[~pairs["cross_split"] & pairs["same_label"]]
-    for a, b in zip(same["a"].to_numpy(), same["b"].to_numpy()):
-        uf_in.union(int(a), int(b))
-    effective: dict[tuple[str, str], dict[str, int]] = {}
-    counted = table["kind"].isin(["image"]).to_numpy() | has if n else np.zeros(0, bool)
-    for (s, lab), grp in table[counted].groupby(["split", "label"], sort=True):
-        pos = grp.index.to_numpy()
-        roots = {uf_in.find(int(p)) for p in pos}
-        effective[(str(s), str(lab))] = {"raw": int(len(pos)), "effective": int(len(roots))}
-
-    cols = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS}
-    result = {"pairs": pairs, "components": components, "effective": effective, "pair_columns": cols,
-              "group_rows": _rows_per_group(cols["a"], cols["b"], components, n),
-              "names": {c: table[c].astype(str).to_numpy() if n else np.zeros(0, str)
-                        for c in ("path", "split", "label")},
-              "splits": splits, "labels": labels, "timings": timings, "approximate": approximations}
-    ctx.artifacts["leakage._analysis"] = result
-    ctx.artifacts["leakage.pairs"] = pairs
-    ctx.artifacts["leakage.effective_counts"] = effective
-    ctx.sections["leakage"] = _summary(pairs, splits, cfg, timings, effective, len(components))
-    if approximations:
-        ctx.sections["leakage"]["approximate_knn"] = approximations
-    return result
-
-
 def describe_approximation(kept: dict) -> str:
     """One sentence on what an approximate k-NN search compared and kept."""
     return (f"an inverted-file index compared each image{'' if kept.get('shifts') else ' (without query shifts)'} "
@@ -722,45 +536,3 @@ def describe_approximation(kept: dict) -> str:
             f"({kept['probed']} of {kept['cells']} cells per query version); on a sample of "
             f"{kept['recall_sample']} images it kept {kept['neighbour_recall']:.1%} of the exact "
             f"nearest neighbours")
-
-
-def _summary(pairs: pd.DataFrame, splits: np.ndarray, cfg: LeakageConfig, timings: dict[str, float],
-             effective: dict, n_groups: int) -> dict[str, Any]:
-    per_split: dict[str, int] = defaultdict(int)
-    per_kind: dict[str, int] = defaultdict(int)
-    for r in pairs.itertuples(index=False):
-        sa, sb = sorted((str(splits[r.a]), str(splits[r.b])))
-        per_split[f"{sa or '(pool)'}~{sb or '(pool)'}"] += 1
-        per_kind[r.kind] += 1
-    return {
-        "pairs": int(len(pairs)),
-        "cross_split_pairs": int(pairs["cross_split"].sum()) if len(pairs) else 0,
-        "groups": n_groups,
-        "pairs_per_split_pair": dict(per_split),
-        "pairs_per_kind": dict(per_kind),
-        "thresholds": {"near_threshold_bits": cfg.near_threshold, "verify_threshold": cfg.verify_threshold,
-                       "search_threshold": cfg.search_threshold, "knn_shifts": cfg.knn_shifts,
-                       "knn": cfg.knn, "knn_max_pairs": cfg.knn_max_pairs,
-                       "cluster_warn_ratio": cfg.cluster_warn_ratio},
-        "effective_counts": [{"split": s, "label": lab, **v} for (s, lab), v in effective.items()],
-        "timings": {k: round(float(v), 4) for k, v in timings.items()},
-    }
-
-
-def _rows_per_group(a: np.ndarray, b: np.ndarray, groups: list[list[int]], n: int) -> list[np.ndarray]:
-    """For each of `groups` (disjoint lists of table rows, as _components makes them), the positions
-    of the pairs (a[i], b[i]) with both rows inside it, in their order. One pass over the pairs:
-    filtering a DataFrame of all pairs once per group costs pandas overhead for every group,
-    which adds up to seconds for a dataset with thousands of leaked groups (DSA202 in the check
-    timings of a report)."""
-    owner = np.full(n, -1, np.int64)
-    for i, g in enumerate(groups):
-        owner[g] = i
-    oa, ob = owner[a], owner[b]
-    pos = np.nonzero((oa >= 0) & (oa == ob))[0]
-    key = oa[pos]
-    order = np.argsort(key, kind="stable")
-    pos, key = pos[order], key[order]
-    bounds = np.searchsorted(key, np.arange(len(groups) + 1))
-    return [pos[bounds[i]:bounds[i + 1]] for i in range(len(groups))]
-

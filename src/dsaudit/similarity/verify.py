@@ -306,7 +306,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     the best of the stages they had.
 
     `turn` (per pair, degrees) turns the oriented query about its centre before the cascade: the
-    candidates of the turned k-NN search (checks.leakage.turned_candidates) start from the version
+    candidates of the turned k-NN search (matching.turned_candidates) start from the version
     that found them, so the search and fit only have to cover what lies between versions. Pairs
     marked `turned` count as matched by the search (stage 2, `search_threshold`) whatever stage
     confirms them, since trying the versions is a search; their reported angle includes the turn."""
