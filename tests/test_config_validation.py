@@ -201,8 +201,18 @@ def test_command_line_values_are_range_checked_and_name_the_option(data, tmp_pat
 @pytest.mark.parametrize("key, why", [("DSA999", "no such check"), ("DSA2*", "globs are not accepted"),
                                       ("integrity.no-such-check", "no such check")])
 def test_severity_override_of_an_unknown_check_is_an_error(tmp_path, key, why):
-    message = config_error(tmp_path, f'severity = {{ "{key}" = "info" }}\n')
-    assert message.startswith(f"severity.{key.upper()}") and why in message
+    """Checked against the registry (above config: config imports no check), by the CLI after
+    loading and by pipeline.scan before it builds anything."""
+    from dsaudit.checks.registry import check_severity_keys
+    from dsaudit.pipeline import scan as run_scan
+
+    path = tmp_path / "dsaudit.toml"
+    path.write_text(f'severity = {{ "{key}" = "info" }}\n')
+    cfg, _ = load_config(None, path)
+    for attempt in (lambda: check_severity_keys(cfg), lambda: run_scan(tmp_path / "missing", cfg)):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        assert str(info.value).startswith(f"severity.{key.upper()}") and why in str(info.value)
 
 
 def test_severity_override_by_id_in_any_case_or_by_name_is_accepted(tmp_path):

@@ -242,7 +242,7 @@ def test_cli_scan_of_s3_url_writes_no_credentials(s3_dataset, tmp_path, monkeypa
 def test_version_stamp_prefers_etag_then_modification_time():
     import datetime as dt
 
-    from dsaudit.index.remote import version_stamp
+    from dsaudit.index.objects import version_stamp
 
     when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     a = version_stamp({"ETag": '"abc"', "LastModified": when})
@@ -261,7 +261,7 @@ def test_missing_backend_is_a_one_line_hint():
 
 
 def test_prefetched_objects_are_read_without_another_request(tmp_path, s3_client):
-    from dsaudit.index import remote
+    from dsaudit.index import objects as remote
 
     s3_client.put_object(Bucket=BUCKET, Key="pre/a.bin", Body=b"abc" * 100)
     url = f"s3://{BUCKET}/pre/a.bin"
@@ -284,7 +284,8 @@ def test_dask_workers_get_sizes_and_etags_from_the_listing(tmp_path, s3_client):
     distributed = pytest.importorskip("distributed")
     import cloudpickle
 
-    from dsaudit.index import dask_engine, remote
+    from dsaudit.index import dask_engine
+    from dsaudit.index import objects as remote
     from dsaudit.index.layout import discover
     from imagery import real_patches, write_image
 
@@ -304,7 +305,7 @@ def test_dask_workers_get_sizes_and_etags_from_the_listing(tmp_path, s3_client):
 
 
 def test_run_batch_prefetches_in_windows_and_keeps_order(s3_dataset, monkeypatch):
-    from dsaudit.index import remote
+    from dsaudit.index import objects as remote
     from dsaudit.index.layout import discover
     from dsaudit.index.records import analyse_file
 

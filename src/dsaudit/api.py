@@ -118,7 +118,7 @@ def prepare(root: Any, manifest: Any = None, config_file: Path | None = None,
             overrides: Mapping[str, Any] | None = None) -> Prepared:
     """Check the dataset arguments and load the configuration, as `dsaudit scan` does before it
     scans. Raises DatasetError (root/manifest) or ConfigError (options, config file, patterns)."""
-    from dsaudit.checks.registry import unknown_patterns
+    from dsaudit.checks.registry import check_severity_keys, unknown_patterns
     from dsaudit.index.io import is_remote
 
     if root is None and manifest is None:
@@ -132,6 +132,7 @@ def prepare(root: Any, manifest: Any = None, config_file: Path | None = None,
         Path(root) if root is not None else Path(manifest).resolve().parent)
     config, source = load_config(None if remote or not data_root.is_dir() else data_root,
                                  config_file, overrides)
+    check_severity_keys(config)   # against the registry, which config does not import
     unknown = unknown_patterns(list(config.select) + list(config.ignore))
     if unknown:
         raise ConfigError(f"--select/--ignore pattern(s) match no check: {', '.join(unknown)} "

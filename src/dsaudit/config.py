@@ -460,21 +460,6 @@ def _normalise_choices(cfg: AuditConfig) -> AuditConfig:
     return cfg
 
 
-def _check_severity_keys(cfg: AuditConfig) -> None:
-    """Overrides name one check by ID or name, as policy.apply_overrides looks them up: an unknown
-    key (a typo, a retired check, a glob) would otherwise change nothing without a word."""
-    if not cfg.severity:
-        return
-    from dsaudit.checks.registry import get_check  # imports every check: only when needed
-
-    for key in cfg.severity:
-        if get_check(key) is None:
-            why = ("globs are not accepted here, name each check" if any(c in key for c in "*?[")
-                   else "no such check")
-            raise ConfigError(f"severity.{key}: {why} (a check ID such as DSA006 or a name such as "
-                              "integrity.mixed-colour-modes; see `dsaudit checks`)")
-
-
 def _check_group_regex(pattern: str) -> None:
     import re
 
@@ -512,7 +497,6 @@ def _validate(cfg: AuditConfig) -> AuditConfig:
                               "(train, val or test)")
         cfg = _replace(cfg, "batch.val_split", name)
     _check_ranges(cfg)
-    _check_severity_keys(cfg)
     if cfg.leakage.group_regex:
         _check_group_regex(cfg.leakage.group_regex)
     if cfg.scheduler.strip():

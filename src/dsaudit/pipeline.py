@@ -18,7 +18,7 @@ from typing import Any, Callable
 from dsaudit import __version__
 from dsaudit.analysis import Analysis, closure, plan
 from dsaudit.checks.base import CheckContext
-from dsaudit.checks.registry import select_checks
+from dsaudit.checks.registry import check_severity_keys, select_checks
 from dsaudit.config import AuditConfig
 from dsaudit.findings import CheckError, Finding, ScanResult
 from dsaudit.index.build import ProgressFactory, build_index
@@ -222,7 +222,9 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
          status: Callable[[str], None] | None = None,
          notify: Callable[[str], None] | None = None, layout: Layout | None = None) -> ScanResult:
     """Run a whole audit and return its result. Raises DatasetError for an unusable root. A given
-    `layout` (from loader objects) replaces the discovery of ROOT or the manifest."""
+    `layout` (from loader objects) replaces the discovery of ROOT or the manifest. A severity
+    override naming no check is a ConfigError (config does not import the registry)."""
+    check_severity_keys(config)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     accepted = policy.load_baseline(baseline) if baseline else {}

@@ -13,6 +13,7 @@ import importlib
 from typing import Iterable
 
 from dsaudit.checks.base import ID_PATTERN, NAME_PATTERN, Check
+from dsaudit.config import AuditConfig, ConfigError
 
 CHECK_MODULES = (
     "dsaudit.checks.integrity",   # DSA0xx
@@ -97,3 +98,16 @@ def select_checks(select: Iterable[str] = (), ignore: Iterable[str] = ()) -> lis
             continue
         chosen.append(check)
     return chosen
+
+
+def check_severity_keys(cfg: AuditConfig) -> None:
+    """Overrides name one check by ID or name, as policy.apply_overrides looks them up: an unknown
+    key (a typo, a retired check, a glob) would otherwise change nothing without a word."""
+    if not cfg.severity:
+        return
+    for key in cfg.severity:
+        if get_check(key) is None:
+            why = ("globs are not accepted here, name each check" if any(c in key for c in "*?[")
+                   else "no such check")
+            raise ConfigError(f"severity.{key}: {why} (a check ID such as DSA006 or a name such as "
+                              "integrity.mixed-colour-modes; see `dsaudit checks`)")

@@ -45,23 +45,25 @@ def _run_batch(func: Callable[[Any], Any], items: Sequence[Any],
     """One partition on a worker; remote objects (with `stats` from the listing) are prefetched."""
     if not stats:
         return [func(item) for item in items]
-    from dsaudit.index import remote
+    from dsaudit.index import objects
 
-    return remote.run_batch(func, items, stats)
+    return objects.run_batch(func, items, stats)
 
 
 def _remote_stats(batch: Sequence[Any]) -> dict[str, tuple[int, int]] | None:
-    from dsaudit.index import remote
+    from dsaudit.index import objects
     from dsaudit.index.io import is_remote
 
-    urls = [u for u in map(remote.url_of, batch) if u and is_remote(u)]
-    return (remote.known(urls) or None) if urls else None
+    urls = [u for u in map(objects.url_of, batch) if u and is_remote(u)]
+    return (objects.known(urls) or None) if urls else None
 
 
 def _cores() -> int:
-    from dsaudit.index.engine import cpu_count
-
-    return cpu_count()
+    """The cores this process may use (a local Dask cluster gets one worker per core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def scheduler_address(scheduler: str = "") -> str:

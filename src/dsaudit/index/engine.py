@@ -32,9 +32,9 @@ ProgressFn = Callable[[int], None]
 def _run_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     first = items[0] if items else None
     if isinstance(first, tuple) and first and isinstance(first[0], str) and is_remote(first[0]):
-        from dsaudit.index import remote  # remote objects: fetch the batch concurrently
+        from dsaudit.index import objects  # remote objects: fetch the batch concurrently
 
-        return remote.run_batch(func, items)
+        return objects.run_batch(func, items)
     return [func(item) for item in items]
 
 
@@ -171,9 +171,3 @@ def map_files(func: Callable[[Any], Any], items: Sequence[Any], *, engine: str =
                                crash_result=crash_result)
     return run_parallel(func, items, jobs, progress=progress, crash_result=crash_result)
 
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -446,11 +446,51 @@ def squeezed_descriptors(thumbs: np.ndarray, axis: int, k: float) -> np.ndarray:
     return descriptors(out)
 
 
+# Band-pass detail: what verification correlates (similarity/verify.py) and smoothness measures.
+
+def _gauss_kernel(sigma: float) -> np.ndarray:
+    r = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float32)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+_BLUR_MATS: dict[tuple[int, float], np.ndarray] = {}
+
+
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of a 1-D Gaussian blur with reflected borders (numpy 'reflect')."""
+    key = (n, sigma)
+    if key not in _BLUR_MATS:
+        k = _gauss_kernel(sigma)
+        r = len(k) // 2
+        m = np.zeros((n, n), np.float64)
+        for i in range(n):
+            for t in range(-r, r + 1):
+                j = i + t
+                while j < 0 or j >= n:  # reflect (edge not repeated), as np.pad(mode="reflect")
+                    j = -j if j < 0 else 2 * (n - 1) - j
+                m[i, j] += k[t + r]
+        _BLUR_MATS[key] = m.astype(np.float32)
+    return _BLUR_MATS[key]
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of (P, H, W) with reflected borders, as two matrix products."""
+    my = _blur_matrix(x.shape[1], sigma)
+    mx = _blur_matrix(x.shape[2], sigma)
+    return np.matmul(np.matmul(my, x.astype(np.float32, copy=False)), mx.T)
+
+
+def detail(thumbs: np.ndarray) -> np.ndarray:
+    """Band-pass detail image: blur(0.7) - blur(3.0), float32."""
+    t = thumbs.astype(np.float32)
+    return _blur(t, 0.7) - _blur(t, 3.0)
+
+
 def smoothness(thumbs: np.ndarray) -> np.ndarray:
     """(N,) lag-1 autocorrelation of the band-pass detail image: near 0.9 or above for images
     upscaled from a tiny original (few independent pixels, so chance matches are likelier)."""
-    from dsaudit.similarity.verify import detail
-
     d = detail(thumbs)
     d -= d.mean(axis=(1, 2), keepdims=True)
     num = (d[:, 1:, :] * d[:, :-1, :]).sum(axis=(1, 2)) + (d[:, :, 1:] * d[:, :, :-1]).sum(axis=(1, 2))
@@ -462,7 +502,7 @@ def finalize(features: dict[str, np.ndarray], chunk: int = 4096) -> dict[str, np
     if thumbs is None or len(thumbs) == 0:
         return {"phash": np.zeros((0, len(DIHEDRAL)), np.uint64), "desc": np.zeros((0, 64), np.float32),
                 "smooth": np.zeros(0, np.float32)}
-    from dsaudit.similarity.neighbors import blas_threads, parallel_map, workers
+    from dsaudit.threads import blas_threads, parallel_map, workers
 
     ph = np.empty((len(thumbs), len(DIHEDRAL)), dtype=np.uint64)
     desc = np.empty((len(thumbs), 64), dtype=np.float32)

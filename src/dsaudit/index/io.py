@@ -30,9 +30,9 @@ def local_path(path: str) -> str:
 def stat(path: str) -> tuple[int, int]:
     """(size in bytes, version stamp) of a file; raises OSError when it cannot be read."""
     if is_remote(path):
-        from dsaudit.index import remote
+        from dsaudit.index import objects
 
-        return remote.stat(path)
+        return objects.stat(path)
     st = os.stat(local_path(path))
     _require_regular(st.st_mode, path)  # a FIFO or a device has size 0 but is no empty file
     return st.st_size, st.st_mtime_ns
@@ -86,9 +86,9 @@ def _open_local(path: str):
 
 def read_bytes(path: str) -> bytes:
     if is_remote(path):
-        from dsaudit.index import remote
+        from dsaudit.index import objects
 
-        return remote.read_bytes(path)
+        return objects.read_bytes(path)
     with _open_local(path) as fh:
         return fh.read()
 
@@ -96,7 +96,7 @@ def read_bytes(path: str) -> bytes:
 def open_binary(path: str):
     """A binary file object (for files too large to read whole)."""
     if is_remote(path):
-        from dsaudit.index import remote
+        from dsaudit.index import objects
 
-        return remote.open_binary(path)
+        return objects.open_binary(path)
     return _open_local(path)

@@ -32,16 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dsaudit.index.errors import DatasetError  # noqa: F401 (where the callers look for it)
 from dsaudit.index.io import is_remote, special_file_type
 from dsaudit.index.splits import SPLIT_ORDER, Plan, canonical_split, plan_from_option, plan_layout, split_of_name
 
 SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"}
-
-
-class DatasetError(Exception):
-    """The dataset root cannot be used at all (missing, not a folder, unreadable, no images).
-
-    The CLI prints the message as one line and exits with code 2."""
 
 
 def display_path(path: str) -> str:

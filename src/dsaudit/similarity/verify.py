@@ -32,7 +32,7 @@ import numpy as np
 from scipy import fft as _fft
 from scipy import sparse
 
-from dsaudit.index.hashing import THUMB, apply_dihedral, block_means
+from dsaudit.index.hashing import THUMB, _blur, apply_dihedral, block_means, detail  # noqa: F401
 from dsaudit.similarity.neighbors import blas_threads, parallel_map, workers
 
 MAX_SHIFT = 5           # pixels of the 32-pixel thumbnail (about 15%)
@@ -64,46 +64,6 @@ class Verified:
     rms: np.ndarray          # (P,) RMS grey-level difference of the oriented thumbnails at zero shift
     contrast: np.ndarray     # (P,) larger grey-level standard deviation of the two thumbnails
     isotropy: np.ndarray     # (P,) smaller detail isotropy of the two (see `isotropy`)
-
-
-def _gauss_kernel(sigma: float) -> np.ndarray:
-    r = max(1, int(np.ceil(3 * sigma)))
-    x = np.arange(-r, r + 1, dtype=np.float32)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
-
-
-_BLUR_MATS: dict[tuple[int, float], np.ndarray] = {}
-
-
-def _blur_matrix(n: int, sigma: float) -> np.ndarray:
-    """(n, n) matrix of a 1-D Gaussian blur with reflected borders (numpy 'reflect')."""
-    key = (n, sigma)
-    if key not in _BLUR_MATS:
-        k = _gauss_kernel(sigma)
-        r = len(k) // 2
-        m = np.zeros((n, n), np.float64)
-        for i in range(n):
-            for t in range(-r, r + 1):
-                j = i + t
-                while j < 0 or j >= n:  # reflect (edge not repeated), as np.pad(mode="reflect")
-                    j = -j if j < 0 else 2 * (n - 1) - j
-                m[i, j] += k[t + r]
-        _BLUR_MATS[key] = m.astype(np.float32)
-    return _BLUR_MATS[key]
-
-
-def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of (P, H, W) with reflected borders, as two matrix products."""
-    my = _blur_matrix(x.shape[1], sigma)
-    mx = _blur_matrix(x.shape[2], sigma)
-    return np.matmul(np.matmul(my, x.astype(np.float32, copy=False)), mx.T)
-
-
-def detail(thumbs: np.ndarray) -> np.ndarray:
-    """Band-pass detail image: blur(0.7) - blur(3.0), float32."""
-    t = thumbs.astype(np.float32)
-    return _blur(t, 0.7) - _blur(t, 3.0)
 
 
 def isotropy(d: np.ndarray) -> np.ndarray:
