@@ -137,6 +137,7 @@ def build_set(name: str, files: dict[str, list[Path]], work: Path, fractions: tu
 
 def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int, label_budget: float | None = None) -> None:
     from dsaudit.config import AuditConfig, ContentConfig, ProbeConfig
+    from dsaudit.content.analysis import ContentAnalysis
     from dsaudit.pipeline import build, run_checks
 
     content = ContentConfig() if label_budget is None else ContentConfig(label_probe_budget=label_budget)
@@ -182,7 +183,7 @@ def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int, label_b
                   f"{'' if split in reported or not (d['drifted'] or props) else ' (?)'}")
     flips = truth["flips"]
     k = len(flips)
-    frame = ctx.artifacts["content.analysis"].frame
+    frame = ctx.result(ContentAnalysis).frame
     paths = frame["path"].to_numpy()
     is_train = np.array([str(p).startswith("train/") for p in paths])
     rank = ctx.artifacts.get("content.label_ranking.neighbours")

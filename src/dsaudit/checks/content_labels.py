@@ -59,6 +59,7 @@ class Outliers(Check):
     id = "DSA420"
     name = "content.outliers"
     severity = Severity.INFO
+    requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -136,6 +137,7 @@ class NeighbourLabelErrors(Check):
     id = "DSA430"
     name = "labels.neighbour-disagreement"
     severity = Severity.INFO
+    requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -199,6 +201,7 @@ class ProbeLabelErrors(Check):
     id = "DSA431"
     name = "labels.confident-learning"
     severity = Severity.INFO
+    requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         from dsaudit.probe import tensorflow_available

@@ -142,6 +142,7 @@ class PropertyDrift(Check):
     id = "DSA410"
     name = "drift.property-drift"
     severity = Severity.WARNING
+    requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -268,6 +269,7 @@ class DomainDrift(Check):
     id = "DSA411"
     name = "drift.domain-classifier"
     severity = Severity.WARNING
+    requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)

@@ -25,6 +25,7 @@ MIN_SHORTCUT = 5        # flagged images needed before a concentration in one cl
 
 class QualityCheck(Check):
     """Base of the quality flags: subclasses say which images are flagged and with what score."""
+    requires = (ContentAnalysis,)
 
     score: str = ""            # name of the per-image score in the evidence
     higher_is_worse = False    # how the flagged images are ordered (worst first)

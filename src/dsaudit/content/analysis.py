@@ -1,5 +1,6 @@
 """The content checks' shared view of the index: one frame of per-image properties and one compact
-descriptor matrix, built once per scan and handed to every content check through ctx.artifacts.
+descriptor matrix: the ``content`` analysis, computed once per scan by the pipeline for the checks
+that require it (``requires = (ContentAnalysis,)``) and read with ``ctx.result(ContentAnalysis)``.
 
 Rows are the decoded images (``DatasetIndex.images``); the frame adds to the index columns the
 properties measured in the worker (``dsaudit.content.properties``) and a few derived from the table
@@ -17,23 +18,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.analysis import Analysis
 from dsaudit.content.properties import PROPERTIES
 from dsaudit.similarity.neighbors import blas_threads
 
-ARTIFACT = "content.analysis"
 DESCRIPTOR_DIMS = 48
 DERIVED = ("log_area", "aspect", "bytes_per_pixel")
 NUMERIC = PROPERTIES + DERIVED   # every numeric property the drift test compares
 
 
-@dataclass
-class ContentAnalysis:
+@dataclass(eq=False)
+class ContentAnalysis(Analysis):
+    name = "content"
+
     frame: pd.DataFrame        # one row per decoded image: path, split, label, format, properties
     descriptor: np.ndarray     # (n, d) float32, aligned with frame rows
     reference: np.ndarray      # bool (n,): rows of the reference split (train if any, else all)
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @classmethod
+    def compute(cls, index: Any, config: Any, results: Any = None, notify: Any = None) -> "ContentAnalysis":
+        return build(index)
 
 
 def reference_split(splits: pd.Series) -> np.ndarray:
@@ -107,10 +114,8 @@ def build(index: Any) -> ContentAnalysis:
 
 
 def content_analysis(ctx: Any) -> ContentAnalysis:
-    """The shared analysis, built by the first content check that asks for it."""
-    if ARTIFACT not in ctx.artifacts:
-        ctx.artifacts[ARTIFACT] = build(ctx.index)
-    return ctx.artifacts[ARTIFACT]
+    """The shared analysis, as the pipeline computed it for the running check (which requires it)."""
+    return ctx.result(ContentAnalysis)
 
 
 def histogram(values: np.ndarray, groups: np.ndarray, bins: int = 30) -> dict[str, Any]:
