@@ -82,6 +82,19 @@ def _outside(key: str, integer: bool):
     return r.hi if r.hi_open else r.hi + 1
 
 
+def test_each_setting_is_declared_once_with_its_meaning():
+    """config.py declares each setting once (setting(default, range, doc)); RANGES and the settings
+    table of docs/checks.md are made from those declarations."""
+    from dsaudit.checks.catalogue import settings_table
+    from dsaudit.config import declared_settings
+
+    declared = declared_settings()
+    assert [k for k, _, _, doc in declared if not doc] == []
+    assert {k: r for k, _, r, _ in declared if r is not None} == RANGES
+    table = "\n".join(settings_table())
+    assert all(f"| `{k}` |" in table for k, _, _, _ in declared)
+
+
 @pytest.mark.parametrize("key, integer", [(k, i) for k, _, i in numeric_settings(AuditConfig())])
 def test_each_numeric_setting_rejects_values_outside_its_range(key, integer):
     value = _outside(key, integer)

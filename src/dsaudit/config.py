@@ -12,6 +12,9 @@ frozen section; a TOML file sets them as sub-tables, for example::
     [tool.dsaudit.leakage]
     near_threshold = 8
 
+Each setting is declared once, as a field ``name: type = setting(default, range, doc)``; the
+range table (``RANGES``) and the settings table of docs/checks.md are made from those declarations.
+
 Unknown keys are a usage error (exit 2) so that a typo never silently disables a threshold. For
 the same reason every numeric key has a range (``RANGES``: nan and inf never pass, a p-value is in
 (0, 1], a count is at least 1, ...), severity overrides must name a check, and choices (fail_on,
@@ -39,71 +42,161 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: lo..hi, each end closed or open, None for no bound.
+
+    Checked when the configuration is loaded, because a value outside it does not mean anything
+    sensible and fails late and quietly: a zero CI half-width crashed DSA103, a p-value threshold
+    of 2 or nan turns a check on or off for every input without saying so."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        return not (self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)))
+
+    def describe(self, integer: bool) -> str:
+        """The wording of error messages and docs, e.g. 'an integer >= 1', 'a number in (0, 1]'."""
+        kind = "an integer" if integer else "a number"
+        if self.lo is not None and self.hi is not None:
+            return (f"{kind} in {'(' if self.lo_open else '['}{_num(self.lo)}, "
+                    f"{_num(self.hi)}{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{kind} {'>' if self.lo_open else '>='} {_num(self.lo)}"
+        if self.hi is not None:
+            return f"{kind} {'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return f"a finite {'integer' if integer else 'number'}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+UNIT = Range(0.0, 1.0)                      # shares, ratios of a part to its whole, similarities, effect sizes
+P_VALUE = Range(0.0, 1.0, lo_open=True)     # "p below this": 0 could never fire
+COUNT = Range(1)                            # sizes and counts that must be at least one
+OPTIONAL_COUNT = Range(0)                   # counts where 0 means "off" or "automatic"
+AT_LEAST_ONE = Range(1.0)                   # ratios of a larger to a smaller quantity
+
+def setting(default: Any, allowed: Range | None = None, doc: str = "") -> Any:
+    """A configuration field declared once: its default, the Range its value must lie in (numeric
+    settings; checked when the configuration loads, RANGES) and what it means (docs/checks.md)."""
+    return field(default=default, metadata={"range": allowed, "doc": doc})
+
+
+@dataclass(frozen=True)
 class IntegrityConfig:
-    min_side: int = 16                    # images with a side below this many pixels are "tiny"
-    max_aspect_ratio: float = 10.0        # long side / short side above this is "extreme"
-    max_pixels: int = 89_478_485          # above this the image is treated as a decompression bomb
-    mixed_modes_min_share: float = 0.0    # report mixed colour modes when the minority share exceeds this
+    min_side: int = setting(16, COUNT, "images with a side below this many pixels are \"tiny\"")
+    max_aspect_ratio: float = setting(10.0, AT_LEAST_ONE, "long side / short side above this is \"extreme\"")
+    max_pixels: int = setting(89_478_485, COUNT, "above this the image is treated as a decompression bomb")
+    mixed_modes_min_share: float = setting(0.0, UNIT, "report mixed colour modes when the minority share exceeds this")
 
 
 @dataclass(frozen=True)
 class LeakageConfig:
-    exact: bool = True                    # byte- and pixel-identical duplicates
-    near: bool = True                     # perceptual near-duplicates
-    near_threshold: int = 8               # max Hamming distance (of 64 bits) for a pHash match
-    verify_threshold: float = 0.90        # min aligned similarity (detail NCC, shift <= 5/32) to confirm a pair
-    search_threshold: float = 0.94        # ...stricter when the match needed a zoom/rotation/sub-pixel search
-    smooth_boost: float = 0.06            # ...and this much stricter for smooth, upscaled low-detail images
-    min_isotropy: float = 0.55            # shifted/searched matches need detail in more than one direction
-    knn: int = 8                          # nearest train neighbours per val/test image checked (0: off)
-    knn_min_similarity: float = 0.3       # whitened-descriptor cosine below which a k-NN candidate is not verified
-    knn_shifts: bool = True               # score train images at the best of 9 query shifts (3x3 grid, 0/+-2 px)
-    knn_max_pairs: float = 5e10           # queries x references x shifts above which the k-NN runs approximately
-    knn_within: int = 4                   # neighbours per image inside its own split / the pool (0: off)
-    knn_within_max_pairs: float = 2e9     # per split: images^2 x shifts; above it without shifts, then approximate
-    group_regex: str = ""                 # regex on the relative path; group(1) or the match is the group
-    cluster_warn_ratio: float = 0.8       # warn when effective/raw count of a class falls below this
+    exact: bool = setting(True, None, "byte- and pixel-identical duplicates")
+    near: bool = setting(True, None, "perceptual near-duplicates")
+    near_threshold: int = setting(
+        8, Range(0, 64),
+        "max Hamming distance (of 64 bits) for a pHash match; Hamming distance between 64-bit hashes")
+    verify_threshold: float = setting(
+        0.90, UNIT,
+        "min aligned similarity (detail NCC, shift <= 5/32) to confirm a pair")
+    search_threshold: float = setting(0.94, UNIT, "...stricter when the match needed a zoom/rotation/sub-pixel search")
+    smooth_boost: float = setting(0.06, UNIT, "...and this much stricter for smooth, upscaled low-detail images")
+    min_isotropy: float = setting(
+        0.55, UNIT,
+        "shifted/searched matches need detail in more than one direction; isotropy is 0 (one edge) .. 1 "
+        "(texture); 0 turns the rule off")
+    knn: int = setting(
+        8, OPTIONAL_COUNT,
+        "nearest train neighbours per val/test image checked (0: off); 0: no k-NN stage")
+    knn_min_similarity: float = setting(
+        0.3, Range(-1.0, 1.0),
+        "whitened-descriptor cosine below which a k-NN candidate is not verified; a cosine")
+    knn_shifts: bool = setting(True, None, "score train images at the best of 9 query shifts (3x3 grid, 0/+-2 px)")
+    knn_max_pairs: float = setting(
+        5e10, Range(0.0),
+        "queries x references x shifts above which the k-NN runs approximately")
+    knn_within: int = setting(
+        4, OPTIONAL_COUNT,
+        "neighbours per image inside its own split / the pool (0: off); 0: no within-split k-NN")
+    knn_within_max_pairs: float = setting(
+        2e9, Range(0.0),
+        "per split: images^2 x shifts; above it without shifts, then approximate")
+    group_regex: str = setting("", None, "regex on the relative path; group(1) or the match is the group")
+    cluster_warn_ratio: float = setting(
+        0.8, UNIT,
+        "warn when effective/raw count of a class falls below this; effective / raw count")
 
 
 @dataclass(frozen=True)
 class BalanceConfig:
-    imbalance_warn_ratio: float = 3.0     # largest/smallest class count
-    imbalance_error_ratio: float = 10.0
-    class_weight_min_ratio: float = 1.5   # from this ratio a training split gets paste-ready class weights (info)
-    shift_p_value: float = 0.01           # chi-square significance for a class-distribution shift
-    shift_min_tvd: float = 0.10           # ...and minimum total variation distance to call it large
-    max_ci_halfwidth: float = 0.05        # 95% CI half-width of an accuracy measured on a split
-    val_share_min: float = 0.05           # sane range for the validation share of all data
-    val_share_max: float = 0.40
-    shortcut_min_cramers_v: float = 0.3   # association (bias-corrected Cramér's V) of a file property with the label
-    shortcut_p_value: float = 0.001
-    min_effective_per_class: int = 30     # DSA105: flag a class with fewer distinct source images than this
+    imbalance_warn_ratio: float = setting(3.0, AT_LEAST_ONE, "largest/smallest class count")
+    imbalance_error_ratio: float = setting(10.0, AT_LEAST_ONE, "largest/smallest count that makes DSA101 an error")
+    class_weight_min_ratio: float = setting(
+        1.5, AT_LEAST_ONE,
+        "from this ratio a training split gets paste-ready class weights (info)")
+    shift_p_value: float = setting(0.01, P_VALUE, "chi-square significance for a class-distribution shift")
+    shift_min_tvd: float = setting(0.10, UNIT, "...and minimum total variation distance to call it large")
+    max_ci_halfwidth: float = setting(
+        0.05, Range(0.0, 1.0, lo_open=True),
+        "95% CI half-width of an accuracy measured on a split")
+    val_share_min: float = setting(0.05, UNIT, "sane range for the validation share of all data")
+    val_share_max: float = setting(0.40, UNIT, "...and its upper end")
+    shortcut_min_cramers_v: float = setting(
+        0.3, UNIT,
+        "association (bias-corrected Cramér's V) of a file property with the label")
+    shortcut_p_value: float = setting(0.001, P_VALUE, "p-value below which such an association counts")
+    min_effective_per_class: int = setting(
+        30, COUNT,
+        "DSA105: flag a class with fewer distinct source images than this")
 
 
 @dataclass(frozen=True)
 class BatchConfig:
-    batch_size: int | None = None
-    val_batch_size: int | None = None
-    max_batch_size: int | None = None
-    steps_per_epoch: int | None = None
-    validation_steps: int | None = None
-    validation_split: float | None = None  # simulate Keras' tail validation_split with this fraction
-    val_split: str = ""                    # the split validation_steps counts (empty: val, else the tail, else test)
-    keras_split: float | None = None       # simulate image_dataset_from_directory(validation_split=F, ..., seed)
-    tail_min_share: float = 0.5            # flag a class whose share in the tail is below this x its share overall
-    runs_p_value: float = 0.001            # DSA312: runs-test p-value below which manifest rows count as clustered
-    runs_max_ratio: float = 0.5            # DSA312: ...and observed runs at most this x the runs expected at random
+    batch_size: int | None = setting(None, COUNT, "training batch size to check; no batch check runs without it")
+    val_batch_size: int | None = setting(None, COUNT, "validation/test batch size (default: batch_size)")
+    max_batch_size: int | None = setting(None, COUNT, "upper bound for the batch sizes DSA301 recommends")
+    steps_per_epoch: int | None = setting(None, COUNT, "steps_per_epoch given to fit(): DSA302 checks it")
+    validation_steps: int | None = setting(None, COUNT, "validation_steps given to fit(): DSA302 checks it")
+    validation_split: float | None = setting(
+        None, Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "simulate Keras' tail validation_split with this fraction")
+    val_split: str = setting("", None, "the split validation_steps counts (empty: val, else the tail, else test)")
+    keras_split: float | None = setting(
+        None, Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "simulate image_dataset_from_directory(validation_split=F, ..., seed); Keras' own check: 0 < f < 1")
+    tail_min_share: float = setting(
+        0.5, UNIT,
+        "flag a class whose share in the tail is below this x its share overall; share in the tail / share "
+        "overall; above 1 flags proportional classes")
+    runs_p_value: float = setting(
+        0.001, P_VALUE,
+        "DSA312: runs-test p-value below which manifest rows count as clustered")
+    runs_max_ratio: float = setting(
+        0.5, Range(0.0, 1.0, lo_open=True),
+        "DSA312: ...and observed runs at most this x the runs expected at random; observed / expected runs; 1 "
+        "is a random order")
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    mode: str = "auto"                    # auto: run when cross-split leakage was found and TF is installed
-    budget_seconds: float = 300.0
-    min_inflation: float = 0.05           # inflation (accuracy points as a fraction) that makes an error
-    p_value: float = 0.05
-    min_power: float = 0.05               # auto: skip a probe whose test has at best less chance to find min_inflation
-    max_train: int = 5000                 # largest training subsample per probe run (memorisation shows on small ones)
-    max_epochs: int = 20                  # epochs per run when the budget allows (raised for tiny subsamples)
+    mode: str = setting("auto", None, "auto: run when cross-split leakage was found and TF is installed")
+    budget_seconds: float = setting(300.0, Range(0.0), "0: the probe is skipped")
+    min_inflation: float = setting(
+        0.05, UNIT,
+        "inflation (accuracy points as a fraction) that makes an error; accuracy points as a fraction")
+    p_value: float = setting(0.05, P_VALUE, "p-value below which the measured inflation counts")
+    min_power: float = setting(
+        0.05, UNIT,
+        "auto: skip a probe whose test has at best less chance to find min_inflation")
+    max_train: int = setting(5000, COUNT, "largest training subsample per probe run (memorisation shows on small ones)")
+    max_epochs: int = setting(20, COUNT, "epochs per run when the budget allows (raised for tiny subsamples)")
 
 
 @dataclass(frozen=True)
@@ -111,44 +204,60 @@ class ContentConfig:
     """Image quality (DSA40x), drift between splits (DSA41x), outliers (DSA420) and likely label
     errors (DSA43x). Defaults chosen on CIFAR-10 train and COVID-CT (docs/content.md has the flag
     rates they give there)."""
-    dark_max_p95: float = 0.30            # too dark: the 95th-percentile grey level below this (0..1)
-    bright_min_p05: float = 0.75          # too bright: the 5th-percentile grey level above this
-    blur_ratio: float = 0.50              # blurry: sharpness below this x the median of the reference split
-    low_info_max_entropy: float = 2.5     # low information: grey-histogram entropy below this many bits...
-    low_info_max_contrast: float = 0.02   # ...or grey-level spread (std, 0..1) below this
-    grey_max_chroma: float = 0.01         # greyscale picture: mean channel spread below this (0..1)...
-    grey_min_colour_share: float = 0.5    # ...in a dataset where at least this share of images has colour
-    odd_size_factor: float = 4.0          # odd size: side (sqrt of area) this many times off the median
-    odd_aspect_factor: float = 2.0        # odd aspect: aspect ratio this many times off the median
-    shortcut_p_value: float = 0.001       # a flag concentrated in one class (Fisher exact test)...
-    shortcut_min_ratio: float = 3.0       # ...at this many times the flag rate of the other classes
-    drift_p_value: float = 0.001          # per-property two-sample test (KS) p-value...
-    drift_min_effect: float = 0.1         # ...and KS distance (0..1) to call a property drifted
-    drift_min_auc: float = 0.6            # domain classifier: AUC at least this, with its 95% interval above 0.5
-    drift_max_samples: int = 3000         # images per side the domain classifier sees (subsampled above it)
-    outlier_k: int = 5                    # neighbours for the outlier distance
-    outlier_ratio: float = 2.0            # outlier: k-NN distance this many times the class's median
-    label_k: int = 10                     # neighbours that vote in the cheap label-error check
-    label_min_share: float = 0.8          # flag when at least this share of the neighbours carry one other label
-    label_probe_budget: float = 300.0     # seconds for the cross-validated probe behind DSA431 (probe.mode = on)
-    max_listed: int = 200                 # images listed per finding (all flagged ones are counted)
+    dark_max_p95: float = setting(0.30, UNIT, "too dark: the 95th-percentile grey level below this (0..1)")
+    bright_min_p05: float = setting(0.75, UNIT, "too bright: the 5th-percentile grey level above this")
+    blur_ratio: float = setting(0.50, UNIT, "blurry: sharpness below this x the median of the reference split")
+    low_info_max_entropy: float = setting(
+        2.5, Range(0.0, 8.0),
+        "low information: grey-histogram entropy below this many bits...; bits of a 256-bin histogram")
+    low_info_max_contrast: float = setting(0.02, UNIT, "...or grey-level spread (std, 0..1) below this")
+    grey_max_chroma: float = setting(0.01, UNIT, "greyscale picture: mean channel spread below this (0..1)...")
+    grey_min_colour_share: float = setting(0.5, UNIT, "...in a dataset where at least this share of images has colour")
+    odd_size_factor: float = setting(4.0, AT_LEAST_ONE, "odd size: side (sqrt of area) this many times off the median")
+    odd_aspect_factor: float = setting(2.0, AT_LEAST_ONE, "odd aspect: aspect ratio this many times off the median")
+    shortcut_p_value: float = setting(0.001, P_VALUE, "a flag concentrated in one class (Fisher exact test)...")
+    shortcut_min_ratio: float = setting(3.0, AT_LEAST_ONE, "...at this many times the flag rate of the other classes")
+    drift_p_value: float = setting(0.001, P_VALUE, "per-property two-sample test (KS) p-value...")
+    drift_min_effect: float = setting(0.1, UNIT, "...and KS distance (0..1) to call a property drifted")
+    drift_min_auc: float = setting(
+        0.6, Range(0.5, 1.0),
+        "domain classifier: AUC at least this, with its 95% interval above 0.5")
+    drift_max_samples: int = setting(
+        3000, Range(20),
+        "images per side the domain classifier sees (subsampled above it)")
+    outlier_k: int = setting(5, COUNT, "neighbours for the outlier distance")
+    outlier_ratio: float = setting(2.0, AT_LEAST_ONE, "outlier: k-NN distance this many times the class's median")
+    label_k: int = setting(10, COUNT, "neighbours that vote in the cheap label-error check")
+    label_min_share: float = setting(0.8, UNIT, "flag when at least this share of the neighbours carry one other label")
+    label_probe_budget: float = setting(
+        300.0, Range(0.0),
+        "seconds for the cross-validated probe behind DSA431 (probe.mode = on)")
+    max_listed: int = setting(200, COUNT, "images listed per finding (all flagged ones are counted)")
 
 
 @dataclass(frozen=True)
 class AuditConfig:
-    fail_on: str = "error"                # error | warning | info | never
-    select: tuple[str, ...] = ()          # check IDs, names or globs to run (empty: all)
-    ignore: tuple[str, ...] = ()          # check IDs, names or globs to skip
-    severity: Mapping[str, str] = field(default_factory=dict)  # per-check severity overrides
-    jobs: int = 0                         # 0: all cores
-    engine: str = "local"                 # local (process pool) | dask (a Dask cluster)
-    scheduler: str = ""                   # Dask scheduler address; empty: $DASK_SCHEDULER_ADDRESS or a LocalCluster
-    cache: bool = True
-    cache_dir: str = ""                   # empty: $DSAUDIT_CACHE_DIR or the user cache folder
-    seed: int = 0
-    thumbnails: int = 20000               # at most this many images embedded in the HTML report (0: none)
-    thumbnail_bytes: int = 8_000_000      # ...within this many bytes of embedded images: the budget that binds
-    splits: tuple[str, ...] = ()          # "train=FOLDER", "val=FOLDER": split folders (paths in ROOT), not inferred
+    fail_on: str = setting("error", None, "error | warning | info | never")
+    select: tuple[str, ...] = setting((), None, "check IDs, names or globs to run (empty: all)")
+    ignore: tuple[str, ...] = setting((), None, "check IDs, names or globs to skip")
+    severity: Mapping[str, str] = field(default_factory=dict, metadata={"doc": "per-check severity overrides, "
+                                                                               "e.g. { DSA006 = \"info\" }"})
+    jobs: int = setting(
+        0, Range(0, 4096),
+        "0: all cores; 0: all cores; the bound keeps thread counts sane (TensorFlow's are C ints)")
+    engine: str = setting("local", None, "local (process pool) | dask (a Dask cluster)")
+    scheduler: str = setting("", None, "Dask scheduler address; empty: $DASK_SCHEDULER_ADDRESS or a LocalCluster")
+    cache: bool = setting(True, None, "read and write the record cache (--no-cache: decode everything)")
+    cache_dir: str = setting("", None, "empty: $DSAUDIT_CACHE_DIR or the user cache folder")
+    seed: int = setting(0, Range(0, 2**32 - 1), "what numpy's and TensorFlow's global seeding accept")
+    thumbnails: int = setting(
+        20000, OPTIONAL_COUNT,
+        "at most this many images embedded in the HTML report (0: none); 0: no thumbnails")
+    thumbnail_bytes: int = setting(
+        8_000_000, OPTIONAL_COUNT,
+        "...within this many bytes of embedded images: the budget that binds; 0: no thumbnails")
+    splits: tuple[str, ...] = setting((), None, '"train=FOLDER", "val=FOLDER": split folders (paths in ROOT), '
+                                      "not inferred")
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
@@ -179,6 +288,25 @@ class AuditConfig:
 
     def resolved_jobs(self) -> int:
         return self.jobs if self.jobs and self.jobs > 0 else (os.cpu_count() or 1)
+
+
+def declared_settings(obj: Any = None, prefix: str = "") -> list[tuple[str, Any, Range | None, str]]:
+    """(dotted key, default, range, doc) of every setting of `obj` (default: AuditConfig()) and its
+    sections, in declaration order: what RANGES and the settings table of docs/checks.md derive from."""
+    obj = AuditConfig() if obj is None else obj
+    out = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += declared_settings(value, f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, value, f.metadata.get("range"), f.metadata.get("doc", "")))
+    return out
+
+
+# Every int/float setting's range, by dotted key, from the fields' declarations (a test keeps every
+# numeric setting declared with one). nan and inf never pass.
+RANGES: dict[str, Range] = {key: allowed for key, _, allowed, _ in declared_settings() if allowed is not None}
 
 
 def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
@@ -248,117 +376,6 @@ def _apply(obj: Any, values: Mapping[str, Any], where: str) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric setting may take: lo..hi, each end closed or open, None for no bound.
-
-    Checked when the configuration is loaded, because a value outside it does not mean anything
-    sensible and fails late and quietly: a zero CI half-width crashed DSA103, a p-value threshold
-    of 2 or nan turns a check on or off for every input without saying so."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
-            return False
-        return not (self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)))
-
-    def describe(self, integer: bool) -> str:
-        """The wording of error messages and docs, e.g. 'an integer >= 1', 'a number in (0, 1]'."""
-        kind = "an integer" if integer else "a number"
-        if self.lo is not None and self.hi is not None:
-            return (f"{kind} in {'(' if self.lo_open else '['}{_num(self.lo)}, "
-                    f"{_num(self.hi)}{')' if self.hi_open else ']'}")
-        if self.lo is not None:
-            return f"{kind} {'>' if self.lo_open else '>='} {_num(self.lo)}"
-        if self.hi is not None:
-            return f"{kind} {'<' if self.hi_open else '<='} {_num(self.hi)}"
-        return f"a finite {'integer' if integer else 'number'}"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-UNIT = Range(0.0, 1.0)                      # shares, ratios of a part to its whole, similarities, effect sizes
-P_VALUE = Range(0.0, 1.0, lo_open=True)     # "p below this": 0 could never fire
-COUNT = Range(1)                            # sizes and counts that must be at least one
-OPTIONAL_COUNT = Range(0)                   # counts where 0 means "off" or "automatic"
-AT_LEAST_ONE = Range(1.0)                   # ratios of a larger to a smaller quantity
-
-# Every int/float setting, by dotted key; a test keeps this complete. nan and inf never pass.
-RANGES: dict[str, Range] = {
-    "jobs": Range(0, 4096),                 # 0: all cores; the bound keeps thread counts sane (TensorFlow's are C ints)
-    "seed": Range(0, 2**32 - 1),            # what numpy's and TensorFlow's global seeding accept
-    "thumbnails": OPTIONAL_COUNT,           # 0: no thumbnails
-    "thumbnail_bytes": OPTIONAL_COUNT,      # 0: no thumbnails
-    "integrity.min_side": COUNT,
-    "integrity.max_aspect_ratio": AT_LEAST_ONE,
-    "integrity.max_pixels": COUNT,
-    "integrity.mixed_modes_min_share": UNIT,
-    "leakage.near_threshold": Range(0, 64),  # Hamming distance between 64-bit hashes
-    "leakage.verify_threshold": UNIT,
-    "leakage.search_threshold": UNIT,
-    "leakage.smooth_boost": UNIT,
-    "leakage.min_isotropy": UNIT,           # isotropy is 0 (one edge) .. 1 (texture); 0 turns the rule off
-    "leakage.knn": OPTIONAL_COUNT,          # 0: no k-NN stage
-    "leakage.knn_min_similarity": Range(-1.0, 1.0),  # a cosine
-    "leakage.knn_max_pairs": Range(0.0),
-    "leakage.knn_within": OPTIONAL_COUNT,   # 0: no within-split k-NN
-    "leakage.knn_within_max_pairs": Range(0.0),
-    "leakage.cluster_warn_ratio": UNIT,     # effective / raw count
-    "balance.imbalance_warn_ratio": AT_LEAST_ONE,
-    "balance.imbalance_error_ratio": AT_LEAST_ONE,
-    "balance.class_weight_min_ratio": AT_LEAST_ONE,
-    "balance.shift_p_value": P_VALUE,
-    "balance.shift_min_tvd": UNIT,
-    "balance.max_ci_halfwidth": Range(0.0, 1.0, lo_open=True),
-    "balance.val_share_min": UNIT,
-    "balance.val_share_max": UNIT,
-    "balance.shortcut_min_cramers_v": UNIT,
-    "balance.shortcut_p_value": P_VALUE,
-    "balance.min_effective_per_class": COUNT,
-    "batch.batch_size": COUNT,
-    "batch.val_batch_size": COUNT,
-    "batch.max_batch_size": COUNT,
-    "batch.steps_per_epoch": COUNT,
-    "batch.validation_steps": COUNT,
-    "batch.validation_split": Range(0.0, 1.0, lo_open=True, hi_open=True),
-    "batch.keras_split": Range(0.0, 1.0, lo_open=True, hi_open=True),  # Keras' own check: 0 < f < 1
-    "batch.tail_min_share": UNIT,           # share in the tail / share overall; above 1 flags proportional classes
-    "batch.runs_p_value": P_VALUE,
-    "batch.runs_max_ratio": Range(0.0, 1.0, lo_open=True),  # observed / expected runs; 1 is a random order
-    "probe.budget_seconds": Range(0.0),     # 0: the probe is skipped
-    "probe.min_inflation": UNIT,            # accuracy points as a fraction
-    "probe.p_value": P_VALUE,
-    "probe.min_power": UNIT,
-    "probe.max_train": COUNT,
-    "probe.max_epochs": COUNT,
-    "content.dark_max_p95": UNIT,
-    "content.bright_min_p05": UNIT,
-    "content.blur_ratio": UNIT,
-    "content.low_info_max_entropy": Range(0.0, 8.0),   # bits of a 256-bin histogram
-    "content.low_info_max_contrast": UNIT,
-    "content.grey_max_chroma": UNIT,
-    "content.grey_min_colour_share": UNIT,
-    "content.odd_size_factor": AT_LEAST_ONE,
-    "content.odd_aspect_factor": AT_LEAST_ONE,
-    "content.shortcut_p_value": P_VALUE,
-    "content.shortcut_min_ratio": AT_LEAST_ONE,
-    "content.drift_p_value": P_VALUE,
-    "content.drift_min_effect": UNIT,
-    "content.drift_min_auc": Range(0.5, 1.0),
-    "content.drift_max_samples": Range(20),
-    "content.outlier_k": COUNT,
-    "content.outlier_ratio": AT_LEAST_ONE,
-    "content.label_k": COUNT,
-    "content.label_min_share": UNIT,
-    "content.label_probe_budget": Range(0.0),
-    "content.max_listed": COUNT,
-}
 
 # Settings that are choices: matched case-insensitively (--fail-on ERROR as --engine LOCAL).
 CHOICES: dict[str, tuple[str, ...]] = {

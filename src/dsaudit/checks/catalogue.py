@@ -8,6 +8,25 @@ A test fails when docs/checks.md differs from what this prints.
 from __future__ import annotations
 
 from dsaudit.checks.registry import all_checks
+from dsaudit.config import declared_settings
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def settings_table() -> list[str]:
+    """Every setting with its default, allowed values and meaning, from config.py's declarations."""
+    lines = ["", "## Settings", "",
+             "Set them in `[tool.dsaudit]` (sections as sub-tables, e.g. `[tool.dsaudit.leakage]`) or",
+             "`dsaudit.toml`; a value outside its range is a usage error (exit 2).", "",
+             "| setting | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for key, default, allowed, doc in declared_settings():
+        integer = isinstance(default, int) and not isinstance(default, bool)
+        rng = allowed.describe(integer) if allowed is not None else ""
+        shown = "" if default is None else repr(default) if not isinstance(default, str) else f'"{default}"'
+        lines.append(f"| `{key}` | {_cell(shown)} | {_cell(rng)} | {_cell(doc)} |")
+    return lines
 
 
 def markdown() -> str:
@@ -23,6 +42,7 @@ def markdown() -> str:
                   f"**Why.** {c.why()}", "", f"**Fix.** {c.fix()}"]
         if c.thresholds():
             lines += ["", f"**Thresholds.** {c.thresholds()}"]
+    lines += settings_table()
     return "\n".join(lines) + "\n"
 
 
