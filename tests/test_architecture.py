@@ -19,8 +19,9 @@ ALLOWED: dict[str, set[str]] = {
     "dsaudit.stats": set(),
     "dsaudit.threads": set(),
     "dsaudit.analysis": set(),
-    # the scheduler address is checked when the configuration loads, without importing Dask
-    "dsaudit.config": {"dsaudit.findings", "dsaudit.index.dask_engine"},
+    # the scheduler address is checked when the configuration loads, without importing Dask, and
+    # --split names are read as the layout reads split folder names
+    "dsaudit.config": {"dsaudit.findings", "dsaudit.index.dask_engine", "dsaudit.index.splits"},
     # content.properties: the per-image content properties measured in the worker's one decode
     "dsaudit.index": {"dsaudit.findings", "dsaudit.config", "dsaudit.threads", "dsaudit.safe_write",
                       "dsaudit.content.properties"},
@@ -31,6 +32,9 @@ ALLOWED: dict[str, set[str]] = {
                            "dsaudit.threads"},
     "dsaudit.probe": {"dsaudit.findings", "dsaudit.config", "dsaudit.analysis", "dsaudit.index",
                       "dsaudit.similarity", "dsaudit.threads"},
+    # the Keras tail split of a pool (--validation-split), simulated as the batch checks simulate it
+    "dsaudit.probe.analysis": {"dsaudit.findings", "dsaudit.config", "dsaudit.analysis", "dsaudit.index",
+                               "dsaudit.similarity", "dsaudit.threads", "dsaudit.probe", "dsaudit.checks.balance"},
     "dsaudit.content": {"dsaudit.findings", "dsaudit.config", "dsaudit.analysis", "dsaudit.index",
                         "dsaudit.similarity", "dsaudit.probe", "dsaudit.stats", "dsaudit.threads"},
     "dsaudit.checks": {"dsaudit.findings", "dsaudit.config", "dsaudit.analysis", "dsaudit.index",
