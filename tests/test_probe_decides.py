@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from dsaudit.checks import probe_check
+from dsaudit.probe import analysis as probe_analysis
 from dsaudit.config import AuditConfig, BatchConfig, ProbeConfig
 from dsaudit.pipeline import build, run_checks, scan
 from dsaudit.probe import design as D
@@ -38,7 +38,7 @@ def _leaky(root, copies: int):
 
 
 def test_auto_mode_skips_a_probe_that_cannot_be_conclusive_and_says_why(tmp_path, monkeypatch):
-    monkeypatch.setattr(probe_check, "tensorflow_available", lambda: True)
+    monkeypatch.setattr(probe_analysis, "tensorflow_available", lambda: True)
     trained = []
     monkeypatch.setattr("dsaudit.probe.runner.run_probe", lambda *a, **k: trained.append(a) or {})
     _leaky(tmp_path, copies=3)
@@ -55,7 +55,7 @@ def test_auto_mode_skips_a_probe_that_cannot_be_conclusive_and_says_why(tmp_path
 
 
 def test_requested_probe_trains_whatever_the_power(tmp_path, monkeypatch):
-    monkeypatch.setattr(probe_check, "tensorflow_available", lambda: True)
+    monkeypatch.setattr(probe_analysis, "tensorflow_available", lambda: True)
     trained = []
     monkeypatch.setattr("dsaudit.probe.runner.run_probe",
                         lambda table, sets, settings: trained.append(len(sets.leaked)) or {"status": "failed",
@@ -68,7 +68,7 @@ def test_requested_probe_trains_whatever_the_power(tmp_path, monkeypatch):
 
 
 def test_probe_on_a_pool_with_validation_split_uses_the_simulated_tail(tmp_path, monkeypatch):
-    monkeypatch.setattr(probe_check, "tensorflow_available", lambda: True)
+    monkeypatch.setattr(probe_analysis, "tensorflow_available", lambda: True)
     seen = {}
 
     def fake_run(table, sets, settings):
@@ -90,7 +90,7 @@ def test_probe_on_a_pool_with_validation_split_uses_the_simulated_tail(tmp_path,
 
 
 def test_probe_on_a_pool_without_validation_split_says_how_to_get_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(probe_check, "tensorflow_available", lambda: True)
+    monkeypatch.setattr(probe_analysis, "tensorflow_available", lambda: True)
     make_split_dataset(tmp_path, {"": {"a": 4, "b": 4}}, size=32)
     cfg = AuditConfig(cache=False, jobs=1, probe=ProbeConfig(mode="on"), select=("DSA901",))
     findings, _, ctx, _ = run_checks(build(tmp_path, cfg), cfg)
