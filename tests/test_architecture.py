@@ -6,6 +6,7 @@ as they never run. The registry's check modules (imported by name) count as its 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,10 @@ ALLOWED: dict[str, set[str]] = {
     "dsaudit.render": {"dsaudit.findings"},
     "dsaudit.demo": set(),
     "dsaudit.option_notes": {"dsaudit.findings", "dsaudit.config", "dsaudit.index", "dsaudit.checks"},
+    # render.gallery: the renderer's choice of the images it shows, for which the scan makes thumbnails
     "dsaudit.pipeline": {"dsaudit", "dsaudit.findings", "dsaudit.config", "dsaudit.analysis", "dsaudit.index",
-                         "dsaudit.checks", "dsaudit.policy", "dsaudit.option_notes", "dsaudit.loaders"},
+                         "dsaudit.checks", "dsaudit.policy", "dsaudit.option_notes", "dsaudit.loaders",
+                         "dsaudit.render.gallery"},
 }
 # the top: may import anything of dsaudit (cli.py is the only typer user)
 TOP = ("dsaudit", "dsaudit.cli", "dsaudit.api", "dsaudit.__main__")
@@ -191,3 +194,36 @@ def test_the_cycle_finder_finds_a_hidden_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
     assert "dsaudit.checks.duplicates" in GRAPH["dsaudit.checks.registry"]   # imported by name
+
+
+CHECK_ID = re.compile(r"^DSA\d")
+
+
+def _id_tests(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, literal) of every comparison or startswith/endswith against a check-ID literal."""
+    found = []
+    for node in ast.walk(tree):
+        literals: list[ast.AST] = []
+        if isinstance(node, ast.Compare):
+            literals = [node.left, *node.comparators]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("startswith", "endswith")):
+            literals = list(node.args)
+        for lit in literals:
+            for c in ast.walk(lit):
+                if isinstance(c, ast.Constant) and isinstance(c.value, str) and CHECK_ID.match(c.value):
+                    found.append((node.lineno, c.value))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("dsaudit.render")))
+def test_renderers_never_test_check_ids(name):
+    """A renderer shows what checks declared (Check.display in the evidence, Check.family in
+    meta["checks"]); a renderer that tests an ID breaks when a check is added or renumbered."""
+    found = _id_tests(ast.parse(MODULES[name].read_text(encoding="utf-8")))
+    assert not found, f"{name} tests check IDs at {found}; declare it on the check instead"
+
+
+def test_the_id_test_finder_finds_one():
+    assert _id_tests(ast.parse('x = f.check_id == "DSA203" or f.check_id.startswith("DSA4")')) == [
+        (1, "DSA203"), (1, "DSA4")]

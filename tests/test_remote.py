@@ -116,7 +116,7 @@ def test_local_dask_and_s3_scans_give_identical_findings(dataset, s3_dataset):
     assert list(a.table["path"]) == list(b.table["path"])       # same relative paths, same order
     assert table_key(a).equals(table_key(b))
     assert b.table["abs_path"].str.startswith(s3_dataset).all()
-    from dsaudit.pipeline import _thumbnail
+    from dsaudit.index.thumbnails import thumbnail_uri as _thumbnail
 
     readable = b.table[b.table["readable"]]["abs_path"].iloc[0]
     assert _thumbnail(readable).startswith("data:image/jpeg;base64,")   # report thumbnails from S3

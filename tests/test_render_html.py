@@ -108,7 +108,7 @@ def sample_result(passed: bool = False, n_extra_findings: int = 0) -> ScanResult
                 hint="Collect more or reweight.", check_name="balance.class-imbalance"),
         Finding("DSA204", Severity.INFO, "A cluster of 3 near-duplicates in train",
                 "3 augmented copies of one image.", paths=tuple(paths[5:8]),
-                evidence={"size": 3}, hint="Deduplicate.", check_name="leak.duplicate-cluster"),
+                evidence={"size": 3, "display": "images"}, hint="Deduplicate.", check_name="leak.duplicate-cluster"),
         Finding("DSA301", Severity.WARNING, "Last batch of one in val", "val has 33 images; "
                 "batch size 32 leaves a last batch of 1.", subject="split:val",
                 evidence={"batch_size": 32, "remainder": 1}, hint="Drop the remainder.",

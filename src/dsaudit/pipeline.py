@@ -1,4 +1,5 @@
-"""scan(): discover the layout, build the index once, run the selected checks, judge the findings.
+"""scan(): discover the layout, build the index once, compute the analyses the selected checks
+declare, run the checks, judge the findings, and make the thumbnails the HTML report will show.
 
 A check that raises becomes a recorded CheckError; the scan always completes. Nothing here writes
 anything except the record cache (outside the dataset); reports are written by the caller.
@@ -6,12 +7,10 @@ anything except the record cache (outside the dataset); reports are written by t
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import time
 import traceback
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,12 +22,11 @@ from dsaudit.config import AuditConfig
 from dsaudit.findings import CheckError, Finding, ScanResult
 from dsaudit.index.build import ProgressFactory, build_index
 from dsaudit.index.dataset import DatasetIndex
-from dsaudit.index.engine import run_parallel
 from dsaudit.index.layout import DatasetError, Layout, discover, display_path
+from dsaudit.index.thumbnails import make_thumbnails
 from dsaudit.option_notes import option_notes
 from dsaudit import policy
-
-THUMB_SIDE = 96
+from dsaudit.render.gallery import thumbnail_order
 
 
 def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
@@ -147,73 +145,11 @@ def summarize(index: DatasetIndex, duration: float) -> dict[str, Any]:
 
 
 def check_docs() -> dict[str, dict[str, str]]:
+    """What the renderers may know of each check: its words, and how it is shown (Check.family)."""
     from dsaudit.checks.registry import all_checks
 
     return {c.id: {"name": c.name, "summary": c.summary(), "why": c.why(), "fix": c.fix(),
-                   "severity": str(c.severity)} for c in all_checks()}
-
-
-def _thumbnail(abs_path: str) -> str:
-    """A small JPEG data URI of one image, or "" when it cannot be made. Only rows that decoded are
-    passed here, so decompression bombs (never decoded) never reach it."""
-    try:
-        from PIL import Image
-
-        from dsaudit.index import io as dsio  # remote URLs (s3://...) read through fsspec
-
-        with dsio.open_binary(abs_path) as fh, Image.open(fh) as img:
-            img.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
-            img.thumbnail((THUMB_SIDE, THUMB_SIDE))
-            img = img.convert("RGB")
-            buf = BytesIO()
-            img.save(buf, format="JPEG", quality=70)
-        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    except Exception:
-        return ""
-
-
-def thumbnail_order(findings: list[Finding]) -> list[str]:
-    """Paths in the order the HTML report shows them: the first pair of every finding that shows
-    pairs, then every second pair, and so on (so every group gets its images before any group gets
-    many), then the images of image findings, then other findings' paths."""
-    wanted: dict[str, None] = {}
-    ordered = sorted(findings, key=lambda f: -int(f.severity))
-    pair_lists = [[p for p in f.evidence.get("pairs") or [] if isinstance(p, dict)]
-                  for f in ordered if isinstance(f.evidence, dict)]
-    for k in range(max((len(p) for p in pair_lists), default=0)):
-        for pairs in pair_lists:
-            if k < len(pairs):
-                for p in (pairs[k].get("a"), pairs[k].get("b")):
-                    if p:
-                        wanted.setdefault(str(p), None)
-    for f in ordered:
-        for p in f.paths[:12]:
-            wanted.setdefault(p, None)
-    return list(wanted)
-
-
-def make_thumbnails(index: DatasetIndex, findings: list[Finding], limit: int, jobs: int,
-                    max_bytes: int = 8_000_000) -> dict[str, str]:
-    """Thumbnails for the paths the HTML report shows, in thumbnail_order, until `max_bytes` of
-    data URIs (the budget that binds: a 32-px image costs a tenth of a large photo) or `limit`
-    images; made in chunks, so the work stops where the budget does."""
-    if limit <= 0 or max_bytes <= 0:
-        return {}
-    t = index.table
-    readable = t[t["readable"]].set_index("path")["abs_path"]
-    paths = [p for p in thumbnail_order(findings) if p in readable.index][:limit]
-    out: dict[str, str] = {}
-    used = 0
-    chunk = max(64, 32 * max(1, jobs))
-    for start in range(0, len(paths), chunk):
-        part = paths[start:start + chunk]
-        for p, uri in zip(part, run_parallel(_thumbnail, [readable[p] for p in part], jobs)):
-            if uri and used + len(uri) <= max_bytes:
-                out[p] = uri
-                used += len(uri)
-        if used >= max_bytes * 0.98:
-            break
-    return out
+                   "severity": str(c.severity), "family": c.family} for c in all_checks()}
 
 
 def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *,
@@ -244,7 +180,7 @@ def scan(root: Path | None, config: AuditConfig, manifest: Path | None = None, *
     thumbs: dict[str, str] = {}
     if thumbnails:
         t_thumb = time.perf_counter()
-        thumbs = make_thumbnails(index, findings, config.thumbnails, config.resolved_jobs(),
+        thumbs = make_thumbnails(index, thumbnail_order(findings), config.thumbnails, config.resolved_jobs(),
                                  config.thumbnail_bytes)
         index.timings["thumbnails"] = time.perf_counter() - t_thumb
     duration = time.perf_counter() - t0

@@ -65,6 +65,13 @@ class Check:
     name: ClassVar[str] = ""
     severity: ClassVar[Severity] = Severity.WARNING
     requires: ClassVar[tuple[type[Analysis], ...]] = ()   # analyses read through ctx.result
+    # How reports show this check, declared here so that renderers never test check IDs:
+    # `display`, how its findings show their images ("pairs": the evidence's pairs side by side,
+    # "images": the finding's paths as a strip, "": none), stamped into each finding's evidence;
+    # `family`, the report section it belongs to ("quality", "drift", "outliers", "labels" for the
+    # content checks; "" for the main list), given to renderers in meta["checks"].
+    display: ClassVar[str] = ""
+    family: ClassVar[str] = ""
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -94,14 +101,18 @@ class Check:
     def finding(self, title: str, message: str, *, paths: Iterable[str] = (),
                 evidence: Mapping[str, Any] | None = None, hint: str | None = None,
                 subject: str = "", severity: Severity | None = None) -> Finding:
-        """A finding from this check; the hint defaults to the docstring's Fix paragraph."""
+        """A finding from this check; the hint defaults to the docstring's Fix paragraph, and the
+        evidence says how it is shown (`display`) unless the caller said so."""
+        evidence = dict(evidence or {})
+        if self.display:
+            evidence.setdefault("display", self.display)
         return Finding(
             check_id=self.id,
             severity=severity if severity is not None else self.severity,
             title=title,
             message=message,
             paths=tuple(paths),
-            evidence=dict(evidence or {}),
+            evidence=evidence,
             hint=self.fix() if hint is None else hint,
             subject=subject,
             check_name=self.name,

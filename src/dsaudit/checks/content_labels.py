@@ -59,6 +59,7 @@ class Outliers(Check):
     id = "DSA420"
     name = "content.outliers"
     severity = Severity.INFO
+    family = "outliers"
     requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -137,6 +138,7 @@ class NeighbourLabelErrors(Check):
     id = "DSA430"
     name = "labels.neighbour-disagreement"
     severity = Severity.INFO
+    family = "labels"
     requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -201,6 +203,7 @@ class ProbeLabelErrors(Check):
     id = "DSA431"
     name = "labels.confident-learning"
     severity = Severity.INFO
+    family = "labels"
     requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:

@@ -142,6 +142,7 @@ class PropertyDrift(Check):
     id = "DSA410"
     name = "drift.property-drift"
     severity = Severity.WARNING
+    family = "drift"
     requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -269,6 +270,7 @@ class DomainDrift(Check):
     id = "DSA411"
     name = "drift.domain-classifier"
     severity = Severity.WARNING
+    family = "drift"
     requires = (ContentAnalysis,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:

@@ -74,6 +74,7 @@ class ExactDuplicateLeak(Check):
     id = "DSA201"
     name = "leak.exact-duplicate"
     severity = Severity.ERROR
+    display = "pairs"
     requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -97,7 +98,7 @@ class ExactDuplicateLeak(Check):
                 f"{paths[0]} and {len(group) - 1} more file(s) hold the same image in "
                 f"{len(counts)} splits ({what}).",
                 paths=paths,
-                evidence={"display": "pairs", "pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
+                evidence={"pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
                           "splits": counts, "kinds": kinds},
             )
 
@@ -119,6 +120,7 @@ class NearDuplicateLeak(Check):
     id = "DSA202"
     name = "leak.near-duplicate"
     severity = Severity.ERROR
+    display = "pairs"
     requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -132,7 +134,7 @@ class NearDuplicateLeak(Check):
                 f"The k-NN search of the evaluation images against the training images ran approximately: "
                 f"{describe_approximation(kept)}. Raise leakage.knn_max_pairs (now {budget:g}; it takes "
                 "queries x references x shifts) to search it fully.",
-                evidence={"approximate": kept, "knn_max_pairs": budget},
+                evidence={"approximate": kept, "knn_max_pairs": budget, "display": ""},
                 hint="Raise leakage.knn_max_pairs for an exact search, or accept that some copies may be missed.",
                 subject="budget:across", severity=Severity.INFO)
         for group, rows in zip(res.components, res.group_rows):
@@ -149,7 +151,7 @@ class NearDuplicateLeak(Check):
                 f"{len(cross_near)} cross-split near-duplicate pair(s), best aligned similarity "
                 f"{best:.3f}" + (f"; transforms seen: {', '.join(tr)}" if tr else "") + ".",
                 paths=_paths(names, group),
-                evidence={"display": "pairs", "pairs": _pair_evidence(cols, _first(rows, is_cross_near), names),
+                evidence={"pairs": _pair_evidence(cols, _first(rows, is_cross_near), names),
                           "n_pairs": int(len(rows)), "splits": counts, "max_similarity": best},
             )
 
@@ -166,6 +168,7 @@ class ConflictingLabels(Check):
     id = "DSA203"
     name = "leak.conflicting-labels"
     severity = Severity.ERROR
+    display = "pairs"
     requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -180,7 +183,7 @@ class ConflictingLabels(Check):
                 f"{len(group)} copies of one image under {len(labs)} classes ({', '.join(labs)})",
                 f"{int(differs.sum())} duplicate pair(s) carry different labels: {', '.join(labs)}.",
                 paths=_paths(names, group),
-                evidence={"display": "pairs", "pairs": _pair_evidence(cols, _first(rows, differs), names),
+                evidence={"pairs": _pair_evidence(cols, _first(rows, differs), names),
                           "n_pairs": int(len(rows)), "labels": labs, "splits": _split_counts(group, splits)},
             )
 
@@ -202,6 +205,7 @@ class DuplicatesWithinSplit(Check):
     id = "DSA204"
     name = "dup.within-split"
     severity = Severity.WARNING
+    display = "pairs"
     requires = (Duplicates,)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
@@ -228,7 +232,7 @@ class DuplicatesWithinSplit(Check):
                         f"{count} images in {where}: the k-NN search for augmented copies inside it ran {what}. "
                         f"Raise leakage.knn_within_max_pairs (now {budget:g}; it takes images^2 x shifts) "
                         "to search it fully.",
-                        evidence={"images": int(count), "plan": plan, "knn_within_max_pairs": budget,
+                        evidence={"images": int(count), "plan": plan, "knn_within_max_pairs": budget, "display": "",
                                   **({"approximate": kept} if plan == "approximate" and kept else {})},
                         hint="Raise leakage.knn_within_max_pairs for a full search (its cost grows with "
                              "the square of the split size), or accept that some copies may be missed.",
@@ -261,7 +265,7 @@ class DuplicatesWithinSplit(Check):
                 f"duplicate clusters inside {where}: {len(files)} files in {len(clusters)} cluster(s)",
                 msg + ".",
                 paths=_paths(names, files),
-                evidence={"display": "pairs", "pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
+                evidence={"pairs": _pair_evidence(cols, rows, names), "n_pairs": int(len(rows)),
                           "clusters": [_paths(names, c) for c in clusters[:100]],
                           "effective_counts": {lab: v for lab, v in sorted(classes.items())},
                           "low_classes": sorted(low)},
@@ -298,6 +302,7 @@ class GroupLeak(Check):
     id = "DSA205"
     name = "leak.group"
     severity = Severity.ERROR
+    display = "images"
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         table = ctx.index.table.reset_index(drop=True)
@@ -313,7 +318,7 @@ class GroupLeak(Check):
                 f"group {name!r} is in {len(splits)} splits ({', '.join(f'{s}: {counts[s]}' for s in splits)})",
                 f"{len(grp)} files of group {name!r} are spread over {', '.join(splits)}.",
                 paths=[str(p) for p in grp["path"]],
-                evidence={"display": "images", "group": str(name), "splits": {s: int(counts[s]) for s in splits}},
+                evidence={"group": str(name), "splits": {s: int(counts[s]) for s in splits}},
                 subject=f"group:{name}",
             )
 

@@ -25,6 +25,8 @@ MIN_SHORTCUT = 5        # flagged images needed before a concentration in one cl
 
 class QualityCheck(Check):
     """Base of the quality flags: subclasses say which images are flagged and with what score."""
+
+    family = "quality"
     requires = (ContentAnalysis,)
 
     score: str = ""            # name of the per-image score in the evidence

@@ -16,11 +16,11 @@ from dsaudit.findings import Finding
 
 MAX_THUMBS = 8          # thumbnails per family card
 SPLIT_CLASS = {"train": "s0", "val": "s1", "test": "s2"}
-FAMILIES = (  # (key, title, check-ID prefix)
-    ("quality", "Image quality", "DSA40"),
-    ("drift", "Drift between splits", "DSA41"),
-    ("outliers", "Outliers", "DSA42"),
-    ("labels", "Likely label errors", "DSA43"),
+FAMILIES = (  # (key, title): a content check declares its key (Check.family, in meta["checks"])
+    ("quality", "Image quality"),
+    ("drift", "Drift between splits"),
+    ("outliers", "Outliers"),
+    ("labels", "Likely label errors"),
 )
 
 
@@ -118,9 +118,15 @@ def content_view(result: Any, thumb: Callable[[str], dict[str, Any] | None]) -> 
     section = (result.sections or {}).get("content")
     if not isinstance(section, Mapping):
         return []
-    findings: list[Finding] = [f for f in result.findings if f.check_id.startswith("DSA4")]
+    docs = (result.meta or {}).get("checks") or {}
+
+    def family(f: Finding) -> str:
+        doc = docs.get(f.check_id)
+        return str(doc.get("family") or "") if isinstance(doc, Mapping) else ""
+
+    findings: list[Finding] = [f for f in result.findings if family(f)]
     families = []
-    for key, title, prefix in FAMILIES:
+    for key, title in FAMILIES:
         charts: list[Markup] = []
         if key == "quality":
             for cid, q in sorted((section.get("quality") or {}).items()):
@@ -144,7 +150,7 @@ def content_view(result: Any, thumb: Callable[[str], dict[str, Any] | None]) -> 
                 charts.append(histogram_svg("share of neighbours with one other label", ln["histogram"]))
         cards = []
         for f in findings:
-            if not f.check_id.startswith(prefix):
+            if family(f) != key:
                 continue
             thumbs = [t for t in (thumb(p) for p in f.paths[:MAX_THUMBS]) if t]
             cards.append({"check_id": f.check_id, "title": f.title, "severity": str(f.severity), "thumbs": thumbs})

@@ -521,12 +521,12 @@ def match_words(pair: Mapping[str, Any]) -> str:
     return f"The right image is the left one {', '.join(parts)}{score}."
 
 
-def _pair_view(pair: Mapping[str, Any], check_id: str, thumbs: _Thumbs | None = None) -> dict[str, Any]:
-    """One pair: its two sides (thumbnails filled in later by _fill, under the byte budget)."""
+def _pair_view(pair: Mapping[str, Any], thumbs: _Thumbs | None = None) -> dict[str, Any]:
+    """One pair: its two sides (thumbnails filled in later by _fill, under the byte budget), and
+    whether their labels conflict (both known and different)."""
     a, b = str(pair.get("a", "")), str(pair.get("b", ""))
     label_a, label_b = pair.get("label_a"), pair.get("label_b")
-    conflict = check_id == "DSA203" or (
-        label_a not in (None, "") and label_b not in (None, "") and str(label_a) != str(label_b))
+    conflict = label_a not in (None, "") and label_b not in (None, "") and str(label_a) != str(label_b)
     kind = str(pair.get("kind", ""))
     facts = []
     if kind == "bytes":
@@ -560,15 +560,14 @@ def _fill(sides: list[dict[str, Any]], thumbs: _Thumbs) -> None:
 
 
 def _display(f: Finding) -> str:
-    """How a finding shows its images: declared by the check (evidence "display": "pairs" or
-    "images"); reports made before the declaration fall back on their shape."""
+    """How a finding shows its images, as its check declared (Check.display, stamped into the
+    evidence as "display": "pairs" or "images"); a finding without the declaration (a report
+    made before it) shows its pairs when it has any, else no images."""
     ev = f.evidence if isinstance(f.evidence, Mapping) else {}
     declared = ev.get("display")
-    if declared in ("pairs", "images"):
-        return str(declared)
-    if isinstance(ev.get("pairs"), list) and ev["pairs"]:
-        return "pairs"
-    return "images" if f.check_id.startswith("DSA2") and len(f.paths) >= 2 else ""
+    if "display" in ev:
+        return str(declared) if declared in ("pairs", "images") else ""
+    return "pairs" if isinstance(ev.get("pairs"), list) and ev["pairs"] else ""
 
 
 def _finding_view(f: Finding, index: int, thumbs: _Thumbs | None, in_gallery: bool,
@@ -705,14 +704,14 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
         if display == "pairs" and valid:
             pairs_total += len(valid)
             room = max(0, min(MAX_PAIRS_PER_FINDING, max_pairs - pairs_shown))
-            views = [_pair_view(p, f.check_id) for p in valid[:room]]
+            views = [_pair_view(p) for p in valid[:room]]
             pairs_shown += len(views)
             conflicts += sum(1 for v in views if v["conflict"])
             for k, v in enumerate(views):
                 while len(rounds) <= k:
                     rounds.append([])
                 rounds[k] += [v["a"], v["b"]]
-            card_pairs[i] = [_pair_view(p, f.check_id) for p in valid[:CARD_PAIRS]]
+            card_pairs[i] = [_pair_view(p) for p in valid[:CARD_PAIRS]]
             gallery.append({"finding": i, "check_id": f.check_id, "check_name": f.check_name,
                             "severity": str(f.severity), "icon": SEVERITY_ICON.get(str(f.severity), ""),
                             "title": f.title, "pairs": views, "more": len(valid) - len(views),
