@@ -242,7 +242,7 @@ class Report:
     def save(self, out: str | os.PathLike, formats: str | Iterable[str] = ("json", "html")) -> list[Path]:
         """Write the reports into the folder `out` (created), as `dsaudit scan -o OUT -f FORMATS`
         would, and return their paths. Refuses a folder inside the scanned dataset."""
-        from dsaudit.cli import FORMATS, REPORTS, _write_reports
+        from dsaudit.reports import FORMATS, REPORTS, write_reports
 
         chosen = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)
                   if str(f).strip()]
@@ -255,7 +255,7 @@ class Report:
             if any(is_inside(t, self.data_root) for t in targets):
                 raise ConfigError(f"the report folder {display_path(str(out_path))} is inside the dataset; "
                                   "dsaudit never writes into a dataset: save somewhere else")
-        return _write_reports(self.result, out_path, chosen)
+        return write_reports(self.result, out_path, chosen)
 
     def to_html(self) -> str:
         """The self-contained HTML report (as report.html)."""

@@ -19,15 +19,11 @@ from rich.console import Console
 
 from dsaudit import __version__
 from dsaudit.render.terminal import printable
+from dsaudit.reports import FORMATS, REPORTS, render_report, write_reports
 from dsaudit.safe_write import UnsafeTarget, check_target, write_atomically
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit an image-classification dataset: integrity, leakage, balance, batching.")
-# format -> (file name, renderer module in dsaudit.render, imported only when that format is asked for)
-REPORTS = {"json": ("report.json", "json"), "html": ("report.html", "html"),
-           "junit": ("report.junit.xml", "junit"), "md": ("report.md", "markdown"),
-           "sarif": ("report.sarif", "sarif")}
-FORMATS = tuple(REPORTS)
 
 
 class UsageError(Exception):
@@ -95,19 +91,6 @@ def _progress_factory(enabled: bool):
     return factory, progress
 
 
-def _write_reports(result, out: Path, formats: list[str]) -> list[Path]:
-    import importlib
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        name, module = REPORTS[fmt]
-        renderer = importlib.import_module(f"dsaudit.render.{module}")
-        write_atomically(out / name, renderer.render(result))
-        written.append(out / name)
-    return written
-
-
 def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Optional[Path] = None,
              formats: str = "json,html", overrides: Optional[dict] = None, config_file: Optional[Path] = None,
              baseline: Optional[Path] = None, quiet: bool = False, verbose: bool = False,
@@ -165,14 +148,12 @@ def run_scan(root: Optional[Path], *, manifest: Optional[Path] = None, out: Opti
     if source is not None:
         result.meta["config_file"] = display_path(str(source))
     if to_stdout:  # only the report on stdout, so a machine reader can parse it; the summary goes to stderr
-        import importlib
-
-        sys.stdout.write(importlib.import_module(f"dsaudit.render.{REPORTS[chosen[0]][1]}").render(result))
+        sys.stdout.write(render_report(result, chosen[0]))
         sys.stdout.flush()
         written = []
     else:
         try:
-            written = _write_reports(result, out, chosen)
+            written = write_reports(result, out, chosen)
         except UnsafeTarget as exc:
             raise UsageError(str(exc)) from None
         except OSError as exc:

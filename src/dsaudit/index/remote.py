@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import posixpath
 
-from dsaudit.index.layout import (SPLIT_ORDER, UNKNOWN_FOLDER_DETAIL, DatasetError, FileEntry, Layout,
-                                  WalkIssue, check_chosen_splits, is_hidden_or_system, manifest_layout,
-                                  no_class_folders, nothing_found, parse_manifest, read_plan)
+from dsaudit.index.errors import DatasetError
+from dsaudit.index.layout_model import (UNKNOWN_FOLDER_DETAIL, FileEntry, Layout, WalkIssue, check_chosen_splits,
+                                        is_hidden_or_system, manifest_layout, no_class_folders, nothing_found,
+                                        parse_manifest, read_plan)
+from dsaudit.index.splits import SPLIT_ORDER
 from dsaudit.index.objects import _remember, _short, _split_url, filesystem, stat, version_stamp
 
 
