@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from jinja2 import Environment, PackageLoader
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from dsaudit.findings import Finding, ScanResult, Severity
+from dsaudit.render.charts import bar_chart, is_num, num, probe_charts, probe_status
 from dsaudit.render.content_html import content_view
 from dsaudit.render.text import clean
 
@@ -40,7 +41,6 @@ GALLERY_PAGE = 50              # groups per gallery page (the script pages; with
 MAX_THUMBNAILS = 20000         # <img> thumbnails embedded in total: a safety cap, the bytes bind
 MAX_THUMBNAIL_BYTES = 8_000_000  # bytes of data URIs embedded in total: the budget (within MAX_BYTES)
 MAX_BYTES = 14_000_000         # the whole file; caps are halved until the report fits
-MAX_CHART_CLASSES = 30         # bars per class-count chart
 MAX_TABLE_ROWS = 300           # rows of any generic table / classes in the overview table
 
 SEVERITY_ICON = {"error": "\u2716", "warning": "\u25b2", "info": "\u2139"}  # ✖ ▲ ℹ
@@ -54,7 +54,7 @@ def _environment() -> Environment:
     if _env is None:
         env = Environment(loader=PackageLoader("dsaudit.render", "templates"), autoescape=True,
                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-        env.filters["num"] = _num
+        env.filters["num"] = num
         env.filters["anchor"] = _anchor
         _env = env
     return _env
@@ -67,21 +67,6 @@ def clean_text(text: str) -> str:
     return clean(text)
 
 
-def _num(value: Any, digits: int = 4) -> str:
-    """Numbers for people: thousands separators for ints, 4 significant digits for floats."""
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else ("yes" if value else "no")
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        if math.isinf(value):
-            return "\u221e"
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
-    return str(value)
 
 
 def _anchor(value: Any) -> str:
@@ -91,7 +76,7 @@ def _anchor(value: Any) -> str:
 def _short(value: Any, limit: int = 160) -> str:
     """A compact one-line rendering of an evidence value."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        text = _num(value)
+        text = num(value)
     elif isinstance(value, (list, tuple)):
         parts = [_short(v, 60) for v in value[:5]]
         more = f", \u2026 (+{len(value) - 5:,} more)" if len(value) > 5 else ""
@@ -204,7 +189,7 @@ def _node(value: Any, depth: int = 0) -> dict[str, Any]:
         return {"t": "list", "entries": [_node(v, depth + 1) for v in value[:50]],
                 "more": max(0, len(value) - 50)}
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"t": "text", "v": _num(value)}
+        return {"t": "text", "v": num(value)}
     if isinstance(value, bool):
         return {"t": "text", "v": "yes" if value else "no"}
     return {"t": "text", "v": "\u2014" if value is None else _short(value, 1000)}
@@ -216,7 +201,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)):
-        return _num(value)
+        return num(value)
     if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
         return ", ".join(_cell(v) for v in value[:12]) + (" \u2026" if len(value) > 12 else "")
     return _short(value, 200)
@@ -226,248 +211,26 @@ def _cell(value: Any) -> str:
 # Inline SVG charts
 
 
-def _svg_text(x: float, y: float, text: str, anchor: str = "start", cls: str = "") -> str:
-    klass = f' class="{cls}"' if cls else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>'
-            f"{escape(clean_text(text))}</text>")
 
 
-def _truncate(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
-def _bar_chart(title: str, counts: Mapping[str, int]) -> Markup:
-    """Horizontal bars, one per class, labelled with class name, count and share."""
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    total = sum(counts.values()) or 1
-    shown = items[:MAX_CHART_CLASSES]
-    biggest = max((v for _, v in shown), default=0) or 1
-    label_w, bar_w, value_w, row_h, top = 150, 260, 110, 20, 24
-    width = label_w + bar_w + value_w
-    height = top + row_h * len(shown) + (22 if len(items) > len(shown) else 6)
-    out = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
-           f"<title>{escape(clean_text(title))}</title>",
-           _svg_text(0, 15, title, cls="ctitle")]
-    for i, (name, value) in enumerate(shown):
-        y = top + i * row_h
-        w = max(1.0, bar_w * value / biggest) if value else 0
-        out.append(f"<g><title>{escape(clean_text(name))}: {value:,}</title>")
-        out.append(_svg_text(label_w - 6, y + 14, _truncate(name, 22), anchor="end"))
-        if value:
-            out.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}"/>')
-            out.append(_svg_text(label_w + w + 5, y + 14, f"{value:,} ({100 * value / total:.1f}%)"))
-        else:
-            out.append(_svg_text(label_w + 4, y + 14, "\u26a0 0 (missing)", cls="missing"))
-        out.append("</g>")
-    if len(items) > len(shown):
-        out.append(_svg_text(0, height - 6, f"+{len(items) - len(shown):,} more classes in the table",
-                             cls="note"))
-    out.append("</svg>")
-    return Markup("".join(out))
 
 
-def _as_ci(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-            isinstance(v, (int, float)) for v in value):
-        return float(value[0]), float(value[1])
-    return None
 
 
-def _stat(value: Any) -> tuple[float, tuple[float, float] | None, int | None] | None:
-    """(mean, ci, n) from a number or a dict like {"accuracy"/"mean", "ci"/"ci_low"..., "n"}."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value), None, None
-    if not isinstance(value, Mapping):
-        return None
-    mean = None
-    for key in ("accuracy", "acc", "mean", "value", "estimate", "score"):
-        if isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool):
-            mean = float(value[key])
-            break
-    if mean is None:
-        return None
-    ci = None
-    for key in ("ci", "ci95", "interval", "confidence_interval"):
-        ci = _as_ci(value.get(key)) or ci
-    for lo, hi in (("ci_low", "ci_high"), ("low", "high"), ("lower", "upper"), ("ci_lo", "ci_hi")):
-        if ci is None and isinstance(value.get(lo), (int, float)) and isinstance(value.get(hi), (int, float)):
-            ci = float(value[lo]), float(value[hi])
-    n = value.get("n") if isinstance(value.get("n"), int) else None
-    return mean, ci, n
 
 
-def _probe_status(probe: Any) -> str:
-    """One sentence when the probe did not run (the section says why)."""
-    if not isinstance(probe, Mapping) or probe.get("status") in (None, "ran"):
-        return ""
-    reason = probe.get("reason")
-    return f"The probe did not run ({probe.get('status')})" + (f": {reason}." if reason else ".")
 
 
-def _probe_groups(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Find "accuracy on leaked vs clean" figures in a probe section, whatever its exact shape."""
-    sources: list[Mapping[str, Any]] = [probe]
-    for key in ("accuracy", "accuracies", "results", "summary", "val", "validation"):
-        if isinstance(probe.get(key), Mapping):
-            sources.append(probe[key])
-    groups: dict[str, dict[str, Any]] = {}
-    for source in sources:
-        for key, value in source.items():
-            k = str(key).lower()
-            which = "leaked" if "leak" in k else "clean" if "clean" in k else None
-            if which is None or which in groups or k.endswith(("_ci", "_n", "count", "_count")):
-                continue
-            stat = _stat(value)
-            if stat is None or not (0.0 <= stat[0] <= 1.0):
-                continue
-            mean, ci, n = stat
-            ci = ci or _as_ci(source.get(f"{key}_ci"))
-            groups[which] = {"mean": mean, "ci": ci, "n": n, "runs": []}
-    runs = probe.get("runs")
-    if isinstance(runs, list):
-        for run in runs:
-            if not isinstance(run, Mapping):
-                continue
-            for key, value in run.items():
-                k = str(key).lower()
-                which = "leaked" if "leak" in k else "clean" if "clean" in k else None
-                stat = _stat(value) if which else None
-                if stat and 0.0 <= stat[0] <= 1.0:
-                    groups.setdefault(which, {"mean": None, "ci": None, "n": None, "runs": []})
-                    groups[which]["runs"].append(stat[0])
-    out = []
-    for which, label in (("leaked", "Leaked validation images"), ("clean", "Clean validation images")):
-        group = groups.get(which)
-        if not group:
-            continue
-        if group["mean"] is None and group["runs"]:
-            group["mean"] = sum(group["runs"]) / len(group["runs"])
-        out.append({"key": which, "label": label, **group})
-    return out
 
 
-def _is_num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _accuracy_chart(title: str, rows: list[dict[str, Any]], chance: float | None = None) -> Markup:
-    """Horizontal accuracy bars on a 0-100% axis with 95% CI whiskers and per-run dots.
-
-    Hatched bars are leaked images, solid bars clean ones (pattern and label, not colour alone)."""
-    label_w, plot_w, right, row_h, top = 300, 320, 250, 40, 30
-    width, height = label_w + plot_w + right, top + row_h * len(rows) + 34
-    x = lambda v: label_w + plot_w * max(0.0, min(1.0, v))  # noqa: E731
-    out = [f'<svg class="chart probe" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
-           f"<title>{escape(clean_text(title))}</title>", _svg_text(0, 16, title, cls="ctitle")]
-    bottom = height - 26
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        out.append(f'<line class="grid" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{bottom}"/>')
-        out.append(_svg_text(x(tick), height - 10, f"{tick:.0%}", anchor="middle", cls="tick"))
-    for i, g in enumerate(rows):
-        y = top + i * row_h
-        out.append(_svg_text(label_w - 8, y + 19, _truncate(g["label"], 46), anchor="end"))
-        out.append(f'<rect class="bar {"leaked" if g.get("hatch") else "clean"}" x="{label_w}" y="{y + 6}" '
-                   f'width="{x(g["mean"]) - label_w:.1f}" height="{row_h - 14}"/>')
-        text = f"{g['mean']:.1%}"
-        cy = y + 6 + (row_h - 14) / 2
-        if g.get("ci"):
-            lo, hi = g["ci"]
-            out.append(f'<line class="ci" x1="{x(lo):.1f}" y1="{cy:.1f}" x2="{x(hi):.1f}" y2="{cy:.1f}"/>')
-            for v in (lo, hi):
-                out.append(f'<line class="ci" x1="{x(v):.1f}" y1="{cy - 7:.1f}" x2="{x(v):.1f}" '
-                           f'y2="{cy + 7:.1f}"/>')
-            text += f" [{lo:.1%}, {hi:.1%}]"
-        for v in (g.get("runs") or [])[:50]:
-            out.append(f'<circle class="run" cx="{x(v):.1f}" cy="{cy:.1f}" r="3"/>')
-        if g.get("n"):
-            text += f"  n={g['n']:,}"
-        out.append(_svg_text(label_w + plot_w + 8, y + 19, text))
-    if chance is not None and _is_num(chance):
-        out.append(f'<line class="chance" x1="{x(chance):.1f}" y1="{top - 8}" x2="{x(chance):.1f}" '
-                   f'y2="{bottom}"/>')
-        out.append(_svg_text(x(chance), top - 10, f"chance {chance:.0%}", anchor="middle", cls="tick"))
-    out.append("</svg>")
-    return Markup("".join(out))
 
 
-def _inflation_chart(title: str, value: float, interval: tuple[float, float] | None,
-                     p_value: Any) -> Markup:
-    """One point with its 95% interval on an axis of accuracy points, zero marked."""
-    lo, hi = interval if interval else (value, value)
-    span = max(0.1, abs(lo), abs(hi), abs(value)) * 1.15
-    label_w, plot_w, right, top = 300, 320, 250, 30
-    width, height = label_w + plot_w + right, top + 40 + 34
-    x = lambda v: label_w + plot_w * (v + span) / (2 * span)  # noqa: E731
-    out = [f'<svg class="chart probe" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
-           f"<title>{escape(clean_text(title))}</title>", _svg_text(0, 16, title, cls="ctitle")]
-    bottom = height - 26
-    for tick in (-span, -span / 2, 0.0, span / 2, span):
-        out.append(f'<line class="{"zero" if tick == 0 else "grid"}" x1="{x(tick):.1f}" y1="{top - 4}" '
-                   f'x2="{x(tick):.1f}" y2="{bottom}"/>')
-        out.append(_svg_text(x(tick), height - 10, f"{100 * tick:+.0f}" if tick else "0",
-                             anchor="middle", cls="tick"))
-    cy = top + 18
-    out.append(_svg_text(label_w - 8, cy + 5, "A \u2212 B on leaked images (points)", anchor="end"))
-    if interval:
-        out.append(f'<line class="ci" x1="{x(lo):.1f}" y1="{cy}" x2="{x(hi):.1f}" y2="{cy}"/>')
-        for v in (lo, hi):
-            out.append(f'<line class="ci" x1="{x(v):.1f}" y1="{cy - 8}" x2="{x(v):.1f}" y2="{cy + 8}"/>')
-    out.append(f'<rect class="point" x="{x(value) - 6:.1f}" y="{cy - 6}" width="12" height="12"/>')
-    text = f"{100 * value:+.1f} points"
-    if interval:
-        text += f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    if _is_num(p_value):
-        text += f"  p = {p_value:.2g}"
-    out.append(_svg_text(label_w + plot_w + 8, cy + 5, text))
-    out.append("</svg>")
-    return Markup("".join(out))
 
 
-def _probe_charts(probe: Any) -> list[Markup]:
-    """Charts for the probe section: the counterfactual design of dsaudit's probe (runs A/B,
-    inflation with interval, leaked vs clean context with Wilson intervals), or any section that
-    names accuracies on leaked and clean images."""
-    if not isinstance(probe, Mapping):
-        return []
-    charts: list[Markup] = []
-    for key, what in (("leakage", "duplicate pairs"), ("group_leakage", "leaked groups")):
-        res = probe.get(key)
-        if not isinstance(res, Mapping) or res.get("status") != "ran":
-            continue
-        inf = res.get("inflation") if isinstance(res.get("inflation"), Mapping) else {}
-        naive = (res.get("context") or {}).get("naive_gap") if isinstance(res.get("context"), Mapping) else None
-        naive = naive if isinstance(naive, Mapping) else {}
-        learn = res.get("learnability") if isinstance(res.get("learnability"), Mapping) else {}
-        rows: list[dict[str, Any]] = []
-        leaked = _stat(naive.get("leaked"))
-        if _is_num(inf.get("accuracy_with_partners")):
-            rows.append({"label": "Leaked val images, with their copies (A)",
-                         "mean": float(inf["accuracy_with_partners"]), "hatch": True,
-                         "ci": leaked[1] if leaked else None, "n": inf.get("n")})
-        elif leaked:
-            rows.append({"label": "Leaked val images", "mean": leaked[0], "ci": leaked[1],
-                         "n": leaked[2], "hatch": True})
-        if _is_num(inf.get("accuracy_without_partners")):
-            rows.append({"label": "Leaked val images, copies replaced (B)",
-                         "mean": float(inf["accuracy_without_partners"]), "n": inf.get("n"), "hatch": True})
-        clean = _stat(naive.get("clean"))
-        if clean:
-            rows.append({"label": "Clean val images (A)", "mean": clean[0], "ci": clean[1], "n": clean[2]})
-        rows = [r for r in rows if 0.0 <= r["mean"] <= 1.0]
-        if rows:
-            charts.append(_accuracy_chart(f"Probe on {what}: accuracy (95% CI)", rows, learn.get("chance")))
-        if _is_num(inf.get("inflation")):
-            charts.append(_inflation_chart(f"Inflation from {what}", float(inf["inflation"]),
-                                           _as_ci(inf.get("interval")), inf.get("p_value")))
-    if not charts:
-        groups = _probe_groups(probe)
-        if groups:
-            rows = [{**g, "hatch": g["key"] == "leaked"} for g in groups]
-            charts.append(_accuracy_chart("Probe accuracy (95% CI)", rows))
-    return charts
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,7 +278,7 @@ def match_words(pair: Mapping[str, Any]) -> str:
         elif token:
             parts.append(TRANSFORM_WORDS.get(token, token))
     sim = pair.get("similarity")
-    score = f" (similarity {_num(sim)} once lined up)" if _is_num(sim) else ""
+    score = f" (similarity {num(sim)} once lined up)" if is_num(sim) else ""
     if not parts:
         return f"The right image looks like the left one, re-saved or resized{score}."
     return f"The right image is the left one {', '.join(parts)}{score}."
@@ -536,9 +299,9 @@ def _pair_view(pair: Mapping[str, Any], thumbs: _Thumbs | None = None) -> dict[s
     elif kind:
         facts.append(f"{kind} duplicate")
     if pair.get("distance") is not None:
-        facts.append(f"distance {_num(pair['distance'])}")
+        facts.append(f"distance {num(pair['distance'])}")
     if pair.get("similarity") is not None:
-        facts.append(f"similarity {_num(pair['similarity'])}")
+        facts.append(f"similarity {num(pair['similarity'])}")
     if pair.get("transform"):
         facts.append(f"transform: {pair['transform']}")
 
@@ -635,7 +398,7 @@ def _overview(result: ScanResult) -> dict[str, Any]:
     return {
         "splits": splits, "rows": rows[:MAX_TABLE_ROWS], "more_rows": max(0, len(rows) - MAX_TABLE_ROWS),
         "totals": [totals[s] for s in splits], "total": all_images, "figures": figures,
-        "reference": reference, "charts": [_bar_chart(f"{s}: images per class", grid[s]) for s in splits],
+        "reference": reference, "charts": [bar_chart(f"{s}: images per class", grid[s]) for s in splits],
         "n_classes": len(classes),
     }
 
@@ -676,7 +439,7 @@ def _checks_view(result: ScanResult, threshold: int | None) -> list[dict[str, An
                      "severity": doc.get("severity", ""), "status": status, "icon": icon,
                      "counts": by_sev, "baselined": len(mine) - len(active), "failing": len(failing),
                      "errors": errors, "documented": bool(doc),
-                     "seconds": per_check.get(cid) if _is_num(per_check.get(cid)) else None})
+                     "seconds": per_check.get(cid) if is_num(per_check.get(cid)) else None})
     return rows
 
 
@@ -782,14 +545,14 @@ def _context(result: ScanResult, *, json_name: str, max_findings: int, max_pairs
         "batching": _node(sections["batching"]) if "batching" in sections else None,
         "leakage": _node(sections["leakage"]) if "leakage" in sections else None,
         "probe": _node(sections["probe"]) if "probe" in sections else None,
-        "probe_charts": _probe_charts(sections.get("probe")),
-        "probe_status": _probe_status(sections.get("probe")),
+        "probe_charts": probe_charts(sections.get("probe")),
+        "probe_status": probe_status(sections.get("probe")),
         "probe_ab": isinstance(sections.get("probe"), Mapping) and any(
             isinstance(sections["probe"].get(k), Mapping) and sections["probe"][k].get("status") == "ran"
             for k in ("leakage", "group_leakage")),
         "extra_sections": extra, "meta": meta, "content": content,
         "content_details": _node(sections["content"]) if "content" in sections else None,
-        "timings": [(str(k), _num(v) if isinstance(v, (int, float)) else _short(v))
+        "timings": [(str(k), num(v) if isinstance(v, (int, float)) else _short(v))
                     for k, v in timings.items() if not (k == "checks" and isinstance(v, Mapping))],
         "config_json": json.dumps(result.config, indent=2, sort_keys=True, default=str,
                                   ensure_ascii=False),
