@@ -57,6 +57,18 @@ def _paths(names: dict[str, np.ndarray], group: list[int]) -> list[str]:
     return [str(names["path"][g]) for g in group]
 
 
+def budget_finding(check: Check, title: str, what: str, config, setting: str, cost: str,
+                   evidence: dict, subject: str, why_raise: str) -> Finding:
+    """The info finding of a k-NN search that its budget (leakage.`setting`, which counts `cost`)
+    made approximate or shifted-less: what it did, and how to make it full. Shown without images."""
+    budget = getattr(config.leakage, setting)
+    return check.finding(
+        title, f"{what}. Raise leakage.{setting} (now {budget:g}; it takes {cost}) to search it fully.",
+        evidence={**evidence, setting: budget, "display": ""},
+        hint=f"Raise leakage.{setting} {why_raise}, or accept that some copies may be missed.",
+        subject=subject, severity=Severity.INFO)
+
+
 # ------------------------------------------------------------------------------------------
 # Checks
 # ------------------------------------------------------------------------------------------
@@ -128,15 +140,11 @@ class NearDuplicateLeak(Check):
         cols, splits, names = res.columns, res.splits, res.names
         kept = res.approximate.get("across splits")
         if kept:   # say so when the search across splits was approximate (over leakage.knn_max_pairs)
-            budget = ctx.config.leakage.knn_max_pairs
-            yield self.finding(
-                "near-duplicate search across splits approximate (over its budget)",
-                f"The k-NN search of the evaluation images against the training images ran approximately: "
-                f"{describe_approximation(kept)}. Raise leakage.knn_max_pairs (now {budget:g}; it takes "
-                "queries x references x shifts) to search it fully.",
-                evidence={"approximate": kept, "knn_max_pairs": budget, "display": ""},
-                hint="Raise leakage.knn_max_pairs for an exact search, or accept that some copies may be missed.",
-                subject="budget:across", severity=Severity.INFO)
+            yield budget_finding(
+                self, "near-duplicate search across splits approximate (over its budget)",
+                "The k-NN search of the evaluation images against the training images ran approximately: "
+                f"{describe_approximation(kept)}", ctx.config, "knn_max_pairs", "queries x references x shifts",
+                {"approximate": kept}, "budget:across", "for an exact search")
         for group, rows in zip(res.components, res.group_rows):
             is_cross_near = (cols["kind"][rows] == "near") & cols["cross_split"][rows].astype(bool)
             cross_near = rows[is_cross_near]
@@ -226,17 +234,13 @@ class DuplicatesWithinSplit(Check):
                         what = "approximately: " + describe_approximation(kept)
                     else:
                         what = "without query shifts (shifted copies are found only when the hashes catch them)"
-                    budget = ctx.config.leakage.knn_within_max_pairs
-                    yield self.finding(
-                        f"near-duplicate search inside {where} limited by its budget",
-                        f"{count} images in {where}: the k-NN search for augmented copies inside it ran {what}. "
-                        f"Raise leakage.knn_within_max_pairs (now {budget:g}; it takes images^2 x shifts) "
-                        "to search it fully.",
-                        evidence={"images": int(count), "plan": plan, "knn_within_max_pairs": budget, "display": "",
-                                  **({"approximate": kept} if plan == "approximate" and kept else {})},
-                        hint="Raise leakage.knn_within_max_pairs for a full search (its cost grows with "
-                             "the square of the split size), or accept that some copies may be missed.",
-                        subject=f"budget:{split}", severity=Severity.INFO)
+                    yield budget_finding(
+                        self, f"near-duplicate search inside {where} limited by its budget",
+                        f"{count} images in {where}: the k-NN search for augmented copies inside it ran {what}",
+                        ctx.config, "knn_within_max_pairs", "images^2 x shifts",
+                        {"images": int(count), "plan": plan,
+                         **({"approximate": kept} if plan == "approximate" and kept else {})},
+                        f"budget:{split}", "for a full search (its cost grows with the square of the split size)")
         cols, names = res.columns, res.names
         within = np.nonzero(~cols["cross_split"].astype(bool))[0]
         if not len(within):
