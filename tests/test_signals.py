@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagery import real_patches, write_image
+from procs import alive, children
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -29,28 +30,6 @@ def slow_data(tmp_path_factory):
             for i in range(n // 2):
                 (folder / f"img{i:04d}.png").write_bytes(one)
     return root
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"   # a zombie has exited
-    except OSError:
-        return False
 
 
 def start_scan(root, out, tmp_path):

@@ -21,6 +21,7 @@ from PIL import Image
 
 from dsaudit.config import load_config
 from dsaudit.pipeline import scan
+from procs import descendants
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SPLITS = {"train": 14000, "val": 3000, "test": 3000}
@@ -62,24 +63,7 @@ def _findings(out):
 
 
 def _descendants() -> list[int]:
-    me, found = os.getpid(), []
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
-    frontier = [me]
-    while frontier:
-        pid = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == pid]
-        found.extend(kids)
-        frontier.extend(kids)
-    return found
+    return descendants(os.getpid())
 
 
 def _dsaudit_orphans(root) -> list[int]:
