@@ -55,3 +55,17 @@ def test_bidi_and_zero_width_characters_are_shown_not_obeyed():
     row = next(line for line in text.splitlines() if "spoof" in line)
     # the backslash is escaped too, so GitHub shows the escape as text
     assert "spoof\\\\u202egnp.exe" in row and "zero\\\\u200bwidth\\\\ufeff\\\\u2067.png" in row
+
+
+def test_layout_reading_and_notes_are_listed():
+    result = sample_result()
+    result.layout["reading"] = ["splits by folder name: 'Training' is train, 'Testing' is test"]
+    result.meta["notes"] = ["--validation-steps: no validation split; applied to test"]
+    lines = markdown.render(result).splitlines()
+    assert "- Layout read as: splits by folder name: 'Training' is train, 'Testing' is test" in lines
+    assert "- Note: --validation-steps: no validation split; applied to test" in lines
+    result.meta["notes"] = [f"note {i}" for i in range(30)]
+    text = markdown.render(result)
+    assert "- Note: note 10" in text and "- Note: note 11" not in text and "\u2026 and 19 more" in text
+    plain = markdown.render(sample_result())   # nothing to say: no list
+    assert "Layout read as" not in plain and "- Note:" not in plain

@@ -18,6 +18,7 @@ from dsaudit.findings import Finding, ScanResult
 from dsaudit.render.text import clean
 
 MAX_FINDINGS = 15
+MAX_SAID = 12   # layout readings and notes listed
 MAX_CHARS = 60_000
 ICON = {"error": "\u274c", "warning": "\u26a0\ufe0f", "info": "\u2139\ufe0f"}  # ❌ ⚠️ ℹ️
 
@@ -86,6 +87,14 @@ def render(result: ScanResult, *, max_findings: int = MAX_FINDINGS, report_name:
     if isinstance(summary.get("duration_seconds"), (int, float)):
         dataset += f"; scanned in {summary['duration_seconds']:.1f} s"
     lines += [dataset + ".", ""]
+    # how the layout was read (a guess is a DSA017 warning too) and the notes on options that did
+    # not apply: a reviewer of a PR comment sees them as the terminal and the HTML report show them
+    said = [f"- Layout read as: {escape(line, 300)}" for line in (result.layout or {}).get("reading") or []]
+    said += [f"- Note: {escape(note, 300)}" for note in (result.meta or {}).get("notes") or []]
+    if len(said) > MAX_SAID:
+        said = said[:MAX_SAID] + [f"- \u2026 and {len(said) - MAX_SAID:,} more"]
+    if said:
+        lines += said + [""]
 
     active = sorted((f for f in result.findings if not f.baselined),
                     key=lambda f: (-int(f.severity), f.check_id, f.key))
