@@ -61,6 +61,25 @@ def write_image(path: str | os.PathLike, array: np.ndarray, fmt: str | None = No
     return path
 
 
+def write_classes(folder: Path, patches, name: str = "img", transform=None, fmt: str = "png") -> list[Path]:
+    """Write `patches` (through `transform`, if given) as FOLDER/<a|b>/NAME_XXX.fmt, alternating
+    between the two classes "b" and "a": the two-class split the content tests build."""
+    return [write_image(folder / ("a" if i % 2 else "b") / f"{name}_{i:03d}.{fmt}", transform(p) if transform else p)
+            for i, p in enumerate(patches)]
+
+
+def audit_checks(root: Path, select, **cfg):
+    """Build the index of ROOT and run the checks `select` on one core: ({check id: finding},
+    the check context); fails on any check error."""
+    from dsaudit.config import AuditConfig
+    from dsaudit.pipeline import build, run_checks
+
+    config = AuditConfig(select=tuple(select), jobs=1, **cfg)
+    findings, errors, ctx, _ = run_checks(build(root, config), config)
+    assert not errors, errors
+    return {f.check_id: f for f in findings}, ctx
+
+
 def make_split_dataset(root: Path, counts: dict[str, dict[str, int]], size: int = 64,
                        seed: int = 0, ext: str = ".png") -> dict[str, dict[str, list[Path]]]:
     """Build ROOT/<split>/<class>/img_XXX.ext with distinct real patches; counts[split][class] = n.

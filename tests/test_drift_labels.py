@@ -8,28 +8,21 @@ import pytest
 from PIL import Image
 
 from dsaudit.checks.drift import auc, auc_interval
-from dsaudit.config import AuditConfig, ProbeConfig
-from dsaudit.pipeline import build, run_checks
-from imagery import _photos, real_patches, write_image
+from dsaudit.config import ContentConfig, ProbeConfig
+from imagery import _photos, audit_checks, real_patches, write_classes, write_image
 
 CONTENT = ("DSA410", "DSA411", "DSA420", "DSA430", "DSA431")
 
 
 def audit(root, select=CONTENT, **cfg):
-    config = AuditConfig(select=tuple(select), jobs=1, **cfg)
-    index = build(root, config)
-    findings, errors, ctx, _ = run_checks(index, config)
-    assert not errors, errors
-    return {f.check_id: f for f in findings}, ctx
+    return audit_checks(root, select, **cfg)
 
 
 PATCHES = real_patches(440, size=32, seed=7)
 
 
 def write_split(root, split, patches, transform=None, fmt="png"):
-    for i, p in enumerate(patches):
-        img = transform(p) if transform else p
-        write_image(root / split / ("a" if i % 2 else "b") / f"{split}_{i:03d}.{fmt}", img)
+    write_classes(root / split, patches, split, transform, fmt)
 
 
 def darker_smaller(p):
@@ -115,6 +108,35 @@ def test_flipped_labels_rank_first_with_the_right_suggestion(tmp_path):
     # looks like the flower photo's background and is missed: a ranking, not a verdict)
     assert len(ranked) >= 2 and {e["path"] for e in ranked} <= set(flipped)
     assert all(e["suggested"] == "temple" and e["label"] == "flower" for e in ranked)
+
+
+def test_approximate_vote_over_its_budget_finds_the_same_and_says_so(tmp_path):
+    """Over content.label_knn_max_pairs the vote's k-NN is a faiss IVF search: the same flipped
+    images on this small set (every cell probed), and the report gives what it kept."""
+    two_photo_classes(tmp_path, per_class=60)
+    for i in range(3):
+        (tmp_path / "train" / "temple" / f"temple_{i:03d}.png").rename(tmp_path / "train" / "flower" / f"moved_{i}.png")
+    exact, _ = audit(tmp_path, select=("DSA430",))
+    approx, ctx = audit(tmp_path, select=("DSA430",), content=ContentConfig(label_knn_max_pairs=100.0))
+    assert approx["DSA430"].paths == exact["DSA430"].paths
+    assert approx["DSA430"].evidence["approximate"]["neighbour_recall"] == 1.0
+    assert "approximate" in approx["DSA430"].message and "approximate" not in exact["DSA430"].message
+    assert ctx.sections["content"]["label_neighbours"]["approximate"]["cells"] >= 1
+
+
+def test_approximate_knn_keeps_most_neighbours_of_a_large_set():
+    from dsaudit.content.neighbours import knn, knn_approximate
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 16)) * 3
+    x = centres[rng.integers(0, 40, 4000)] + rng.normal(size=(4000, 16))
+    idx, dist, approx = knn_approximate(x, 10, max_pairs=4000 * 4000 * 0.2)
+    exact, exact_dist = knn(x, 10)
+    kept = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(idx, exact)])
+    assert approx.cells == 16 and approx.probed < approx.cells and approx.share < 1
+    assert kept > 0.9 and abs(approx.recall - kept) < 0.05        # the sampled recall tells the truth
+    assert not (idx == np.arange(4000)[:, None]).any()             # never its own neighbour
+    assert (np.diff(dist, axis=1) >= -1e-6).all()                   # nearest first
 
 
 def test_outlier_in_a_class_is_listed_first(tmp_path):

@@ -229,6 +229,10 @@ class ContentConfig:
     outlier_ratio: float = setting(2.0, AT_LEAST_ONE, "outlier: k-NN distance this many times the class's median")
     label_k: int = setting(10, COUNT, "neighbours that vote in the cheap label-error check")
     label_min_share: float = setting(0.8, UNIT, "flag when at least this share of the neighbours carry one other label")
+    label_knn_max_pairs: float = setting(
+        4e8, Range(1.0),
+        "the label vote's k-NN over the whole dataset is exact up to this many image pairs (n^2); "
+        "above it approximate (faiss IVF), comparing about this many pairs, its sampled recall reported")
     label_probe_budget: float = setting(
         300.0, Range(0.0),
         "seconds for the cross-validated probe behind DSA431 (probe.mode = on)")

@@ -18,6 +18,7 @@ import numpy as np
 from dsaudit.checks.balance import pct, split_name
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.content.analysis import ContentAnalysis, content_analysis, histogram
+from dsaudit.content.neighbours import ARTIFACT as NEIGHBOURS
 from dsaudit.content.neighbours import dataset_neighbours, knn
 from dsaudit.findings import Finding, Severity
 
@@ -133,6 +134,9 @@ class NeighbourLabelErrors(Check):
     ones that are wrong; with the probe available, DSA431 (probe.mode = on) ranks by a trained model.
     Thresholds: at least content.label_min_share (default 0.8) of the content.label_k (default 10)
     nearest images (Euclidean, content descriptors, whole dataset) carry one and the same other label.
+    The neighbours are exact up to content.label_knn_max_pairs (default 4e8) image pairs, above it
+    approximate (a faiss inverted-file index comparing about that many pairs); the report then gives
+    the share of the exact neighbours kept, measured on a sample of images.
     """
 
     id = "DSA430"
@@ -148,13 +152,16 @@ class NeighbourLabelErrors(Check):
             return
         cfg = ctx.config.content
         idx, _ = dataset_neighbours(ctx, a.descriptor, int(cfg.label_k))
+        approx = ctx.artifacts.get(NEIGHBOURS + ".approximate")
         rank = neighbour_ranking(a, idx)
         mask = rank["share"] >= cfg.label_min_share
         order = [i for i in rank["order"] if mask[i]]
         ctx.artifacts["content.label_ranking.neighbours"] = rank
-        ctx.sections.setdefault("content", {})["label_neighbours"] = {
-            "flagged": int(mask.sum()), "images": int(len(f)), "k": int(cfg.label_k),
-            "histogram": histogram(rank["share"], np.where(mask, "flagged", "other"), bins=int(cfg.label_k))}
+        section = {"flagged": int(mask.sum()), "images": int(len(f)), "k": int(cfg.label_k),
+                   "histogram": histogram(rank["share"], np.where(mask, "flagged", "other"), bins=int(cfg.label_k))}
+        if approx is not None:
+            section["approximate"] = approx.as_dict()
+        ctx.sections.setdefault("content", {})["label_neighbours"] = section
         if not order:
             return
         listed = [{"path": f["path"].iat[i], "split": split_name(f["split"].iat[i]), "label": f["label"].iat[i],
@@ -165,10 +172,14 @@ class NeighbourLabelErrors(Check):
             f"For {len(order)} of {len(f)} images, at least {pct(cfg.label_min_share, 0)} of the "
             f"{cfg.label_k} most similar images carry one other label: possible label errors, to review "
             f"(a ranking, not a verdict). First: " + ", ".join(
-                f"{e['path']} ({e['label']!r}, neighbours say {e['suggested']!r})" for e in listed[:3]) + ".",
+                f"{e['path']} ({e['label']!r}, neighbours say {e['suggested']!r})" for e in listed[:3]) + "."
+            + (f" The neighbours are approximate above {cfg.label_knn_max_pairs:.0e} image pairs: "
+               f"{pct(approx.recall)} of the exact ones kept on a sample of {approx.sample} images."
+               if approx is not None else ""),
             paths=[f["path"].iat[i] for i in order], subject="labels:neighbours",
             evidence={"flagged": len(order), "images": int(len(f)), "k": int(cfg.label_k),
-                      "min_share": cfg.label_min_share, "ranked": listed})
+                      "min_share": cfg.label_min_share, "ranked": listed,
+                      **({"approximate": approx.as_dict()} if approx is not None else {})})
 
 
 def cleanlab_available() -> bool:

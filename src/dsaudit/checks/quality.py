@@ -32,6 +32,9 @@ class QualityCheck(Check):
     score: str = ""            # name of the per-image score in the evidence
     higher_is_worse = False    # how the flagged images are ordered (worst first)
     what = ""                  # "too dark", for titles and messages
+    relative = False           # judged against the reference split's median: needs MIN_IMAGES of it
+    # near-constant images are reported by DSA404 only, not also by this flag
+    leaves_low_information = False
 
     def flags(self, a: ContentAnalysis, ctx: CheckContext) -> tuple[np.ndarray, np.ndarray, str] | None:
         """(flagged mask, score per image, the rule in words), or None when it does not apply."""
@@ -39,12 +42,14 @@ class QualityCheck(Check):
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
-        if len(a) == 0:
+        if len(a) == 0 or (self.relative and a.reference.sum() < MIN_IMAGES):
             return
         got = self.flags(a, ctx)
         if got is None:
             return
         mask, score, rule = got
+        if self.leaves_low_information:
+            mask = mask & ~low_information(a, ctx.config.content)
         f = a.frame
         section = ctx.sections.setdefault("content", {}).setdefault("quality", {})
         section[self.id] = {"name": self.name, "score": self.score, "rule": rule,
@@ -113,7 +118,19 @@ def _reference_median(a: ContentAnalysis, column: str) -> float:
     return float(np.median(a.frame[column].to_numpy()[a.reference]))
 
 
-class TooDark(QualityCheck):
+class Threshold(QualityCheck):
+    """A flag that is one property on the wrong side of one setting of [tool.dsaudit.content]."""
+    setting = ""        # the threshold's name in ContentConfig
+    words = ""          # the property in words, for the rule
+
+    def flags(self, a, ctx):
+        cut = getattr(ctx.config.content, self.setting)
+        s = a.frame[self.score].to_numpy()
+        side = "above" if self.higher_is_worse else "below"
+        return (s > cut) if self.higher_is_worse else (s < cut), s, f"{self.words} {side} {cut:.2f}"
+
+
+class TooDark(Threshold):
     """Images that are too dark: even their brightest parts are dark.
 
     Why: Under-exposed images carry little usable detail; a few are normal, many point to a camera or
@@ -127,14 +144,10 @@ class TooDark(QualityCheck):
     name = "quality.too-dark"
     severity = Severity.INFO
     score, what = "p95", "too dark"
-
-    def flags(self, a, ctx):
-        cut = ctx.config.content.dark_max_p95
-        s = a.frame["p95"].to_numpy()
-        return s < cut, s, f"95th-percentile grey level below {cut:.2f}"
+    setting, words = "dark_max_p95", "95th-percentile grey level"
 
 
-class TooBright(QualityCheck):
+class TooBright(Threshold):
     """Images that are too bright (washed out): even their darkest parts are bright.
 
     Why: Over-exposed images lose their detail in the highlights; when they gather in one class the
@@ -148,11 +161,7 @@ class TooBright(QualityCheck):
     name = "quality.too-bright"
     severity = Severity.INFO
     score, what, higher_is_worse = "p05", "too bright", True
-
-    def flags(self, a, ctx):
-        cut = ctx.config.content.bright_min_p05
-        s = a.frame["p05"].to_numpy()
-        return s > cut, s, f"5th-percentile grey level above {cut:.2f}"
+    setting, words = "bright_min_p05", "5th-percentile grey level"
 
 
 class Blurry(QualityCheck):
@@ -171,16 +180,14 @@ class Blurry(QualityCheck):
     name = "quality.blurry"
     severity = Severity.INFO
     score, what = "sharpness", "blurry"
+    # a blank image has no detail at all; it is reported as low information, not as blurry
+    relative, leaves_low_information = True, True
 
     def flags(self, a, ctx):
-        if a.reference.sum() < MIN_IMAGES:
-            return None
         ratio = ctx.config.content.blur_ratio
         med = _reference_median(a, "sharpness")
         s = a.frame["sharpness"].to_numpy()
-        # a blank image has no detail at all; it is reported as low information, not as blurry
-        mask = (s < ratio * med) & ~low_information(a, ctx.config.content)
-        return mask, s, f"sharpness below {ratio:.2f} x the median {med:.3f}"
+        return s < ratio * med, s, f"sharpness below {ratio:.2f} x the median {med:.3f}"
 
 
 class LowInformation(QualityCheck):
@@ -222,6 +229,7 @@ class GreyInColour(QualityCheck):
     name = "quality.greyscale-in-colour"
     severity = Severity.INFO
     score, what = "chroma", "greyscale in a colour dataset"
+    leaves_low_information = True
 
     def flags(self, a, ctx):
         cfg = ctx.config.content
@@ -230,7 +238,7 @@ class GreyInColour(QualityCheck):
         if (~grey).mean() < cfg.grey_min_colour_share:
             return None   # a greyscale dataset (CT, X-ray): nothing is out of place
         rule = f"mean channel spread below {cfg.grey_max_chroma:g} while {pct((~grey).mean())} are in colour"
-        return grey & ~low_information(a, cfg), s, rule
+        return grey, s, rule
 
 
 class OddSize(QualityCheck):
@@ -249,10 +257,9 @@ class OddSize(QualityCheck):
     name = "quality.odd-size"
     severity = Severity.INFO
     score, what, higher_is_worse = "size_factor", "of an odd size or shape", True
+    relative = True
 
     def flags(self, a, ctx):
-        if a.reference.sum() < MIN_IMAGES:
-            return None
         cfg = ctx.config.content
         side = np.abs(a.frame["log_area"].to_numpy() - _reference_median(a, "log_area")) / 2
         aspect = np.abs(np.log(a.frame["aspect"].to_numpy()) - np.log(_reference_median(a, "aspect")))

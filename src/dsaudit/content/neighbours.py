@@ -4,6 +4,12 @@ Euclidean distance between content descriptors (dsaudit.content.analysis), found
 search's blocked k-NN (``knn_join``, a largest-dot-product search) on augmented vectors: for query
 [q, 1] and reference [r, -|r|^2 / 2] the dot product is q.r - |r|^2 / 2, largest for the nearest r.
 Exact, and no (n x n) matrix in memory.
+
+The k-NN of the whole dataset (DSA430's vote) costs n^2 distances: above ``content.label_knn_max_pairs``
+it is approximate, a faiss inverted-file index (k-means cells of about CELL_SIZE descriptors, each
+query compared only with the cells nearest to it, enough of them to compare about the budget's
+number of pairs), and the share of the exact neighbours it kept is measured on a fixed sample of
+queries and reported (``Approximation``), as the duplicate search does (similarity/ann.py).
 """
 
 from __future__ import annotations
@@ -12,9 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from dsaudit.similarity.neighbors import knn_join
+from dsaudit.similarity.ann import Approximation
+from dsaudit.similarity.neighbors import knn_join, workers
 
 ARTIFACT = "content.neighbours"
+CELL_SIZE = 256         # descriptors per k-means cell of the approximate search (about)
+TRAIN_PER_CELL = 64     # training descriptors per cell
+MIN_PROBES = 8          # cells each query is compared with, whatever the budget
+RECALL_SAMPLE = 256     # queries whose exact neighbours measure the approximation
 
 
 def knn(x: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -46,10 +57,68 @@ def knn(x: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarr
     return idx, dist
 
 
+def _neighbour_table(x: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(m, k) indices and exact Euclidean distances of the k nearest of each row's candidate
+    references (-1 = none; the row itself left out), nearest first, ties by lower index."""
+    m = len(rows)
+    cand = np.where(cand == rows[:, None], -1, cand)
+    ok = cand >= 0
+    qi, rj = np.nonzero(ok)[0], cand[ok]
+    d2 = ((x[rows[qi]] - x[rj]) ** 2).sum(axis=1)
+    order = np.lexsort((rj, d2, qi))
+    qi, rj, d2 = qi[order], rj[order], d2[order]
+    rank = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
+    keep = rank < k
+    idx = np.full((m, k), -1, dtype=np.int64)
+    dist = np.full((m, k), np.nan, dtype=np.float32)
+    idx[qi[keep], rank[keep]] = rj[keep]
+    dist[qi[keep], rank[keep]] = np.sqrt(d2[keep])
+    return idx, dist
+
+
+def knn_approximate(x: np.ndarray, k: int, max_pairs: float, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, Approximation]:
+    """``knn`` of every row through a faiss IVF index (L2) that compares each query with about
+    max_pairs / n references, and what that kept of the exact neighbours (on a fixed sample)."""
+    import faiss
+
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    xf = np.ascontiguousarray(x, dtype=np.float32)
+    cells = int(np.clip(round(n / CELL_SIZE), 1, 65536))
+    probe = int(np.clip(np.ceil(max_pairs / n / n * cells), MIN_PROBES, cells))
+    faiss.omp_set_num_threads(workers())
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_L2)
+    index.cp.seed = seed
+    rng = np.random.default_rng(seed)
+    n_train = min(n, TRAIN_PER_CELL * cells)
+    index.train(xf if n_train == n else xf[np.sort(rng.choice(n, n_train, replace=False))])
+    index.add(xf)
+    index.nprobe = probe
+    _, cand = index.search(xf, min(k + 1, n))
+    rows = np.arange(n)
+    idx, dist = _neighbour_table(x, rows, cand, k)
+    sample = np.sort(rng.choice(n, min(RECALL_SAMPLE, n), replace=False))
+    exact, _ = knn(x, k, rows=sample)
+    valid = exact >= 0
+    kept = sum(len(set(e[v].tolist()) & set(a.tolist())) for e, v, a in zip(exact, valid, idx[sample]))
+    recall = kept / max(int(valid.sum()), 1)
+    return idx, dist, Approximation(cells, probe, probe / cells, recall, len(sample))
+
+
 def dataset_neighbours(ctx: Any, descriptor: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """knn over the whole dataset, computed once per scan for the largest k asked for."""
+    """knn over the whole dataset, computed once per scan for the largest k asked for; approximate
+    above content.label_knn_max_pairs (n^2 pairs), what it kept in ctx.artifacts[ARTIFACT + ".approximate"]."""
     got = ctx.artifacts.get(ARTIFACT)
     if got is None or got[0].shape[1] < k:
-        got = knn(descriptor, k)
+        n = len(descriptor)
+        budget = float(ctx.config.content.label_knn_max_pairs)
+        if n >= 2 and float(n) * n > budget:
+            idx, dist, approx = knn_approximate(descriptor, k, budget, int(ctx.config.seed))
+            got = (idx, dist)
+            ctx.artifacts[ARTIFACT + ".approximate"] = approx
+        else:
+            got = knn(descriptor, k)
         ctx.artifacts[ARTIFACT] = got
     return got[0][:, :k], got[1][:, :k]

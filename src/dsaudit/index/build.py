@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import time
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from dsaudit.index.engine import map_files
 from dsaudit.index.groups import apply_group_regex
 from dsaudit.index.memo import Memo
 from dsaudit.index.layout import Layout, display_path, is_inside
-from dsaudit.index.records import RECORD_VERSION, analyse_file
+from dsaudit.index.records import RECORD_VERSION, analyse_file_pickled
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
 
@@ -83,20 +84,24 @@ def build_index(layout: Layout, config: AuditConfig,
             todo.append(i)
 
     t2 = time.perf_counter()
+    blobs: dict[int, bytes] = {}
     if todo:
         tick = progress(len(todo)) if progress else None
         tasks = [(entries[i].abs_path, _ext(entries[i].abs_path), config.integrity.max_pixels)
                  for i in todo]
-        results = map_files(analyse_file, tasks, engine=config.engine, jobs=config.resolved_jobs(),
+        results = map_files(analyse_file_pickled, tasks, engine=config.engine, jobs=config.resolved_jobs(),
                             scheduler=config.scheduler, progress=tick, crash_result=_crash_record)
         for i, rec in zip(todo, results):
+            if isinstance(rec, bytes):   # pickled by the worker: kept as it is for the cache
+                blobs[i] = rec
+                rec = pickle.loads(rec)
             records[i] = rec
     timings["decode"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
     if cache is not None:
         try:
-            cache.store((entries[i].rel, stats[i], records[i]) for i in todo
+            cache.store((entries[i].rel, stats[i], blobs.get(i) or records[i]) for i in todo
                         if stats[i] is not None and not records[i]["error"].startswith("the image decoder crashed"))
             cache.prune(e.rel for e in entries)
         except Exception:
@@ -121,8 +126,12 @@ def build_index(layout: Layout, config: AuditConfig,
     timings["assemble"] = time.perf_counter() - t4
     t5 = time.perf_counter()
     if len(features):
-        features.update(index.memoize("features", f"finalize:{hashing.FEATURES_VERSION}",
-                                      lambda: hashing.finalize(features)))
+        # finalize: the vectorised hashes and descriptors; complete: what extract left to be measured
+        # over all images at once (borders, inner views and properties of 32x32 images)
+        done = index.memoize("features", f"finalize:{hashing.FEATURES_VERSION}",
+                             lambda: {"finalize": hashing.finalize(features), "complete": hashing.complete(features)})
+        features.update(done["finalize"])
+        hashing.apply_completed(features, done["complete"])
     timings["finalize"] = time.perf_counter() - t5
     timings["index_total"] = time.perf_counter() - t0
     return index

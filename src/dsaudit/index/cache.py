@@ -49,16 +49,19 @@ class CacheUnavailable(Exception):
 
 def stamp_text(stamp: tuple) -> str:
     """The cache key of one file version (io.Stamp, or a remote (size, ETag stamp))."""
-    return ":".join(str(int(v)) for v in stamp)
+    return ":".join(map(str, map(int, stamp)))
 
 
 def _digest(path: str, stamp: str, version: str, blob: bytes) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for part in (path.encode("utf-8", "surrogateescape"), stamp.encode(), version.encode()):
-        h.update(part)
-        h.update(b"\0")
-    h.update(blob)
-    return h.digest()
+    """blake2b-128 of path, stamp and version (each followed by a NUL byte) and the record."""
+    head = b"%s\0%s\0%s\0" % (path.encode("utf-8", "surrogateescape"), stamp.encode(), version.encode())
+    return hashlib.blake2b(head + blob, digest_size=16).digest()
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """A record as the cache stores it (records.analyse_file_pickled makes the same bytes in the
+    worker, so that the scanning process does not pickle every record a second time)."""
+    return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _shown(path: Path) -> str:
@@ -103,6 +106,9 @@ class RecordCache:
     def _open(self) -> None:
         self.conn = sqlite3.connect(self.path, timeout=30)
         try:
+            # larger pages for a new file (ignored for an existing one): rows are about 1.4 KB, and
+            # 16 KB pages made writing 60,000 of them about 40% faster than the default 4 KB
+            self.conn.execute("PRAGMA page_size=16384")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -164,12 +170,14 @@ class RecordCache:
                               "those files are decoded again")
         return hits
 
-    def store(self, rows: Iterable[tuple[str, tuple, dict[str, Any]]]) -> None:
+    def store(self, rows: Iterable[tuple[str, tuple, dict[str, Any] | bytes]]) -> None:
+        """Write (path, stamp, record) rows; a record may come already encoded (encode_record)."""
         def encoded():
+            version = self.version
             for p, s, r in rows:
                 stamp = stamp_text(s)
-                blob = pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL)
-                yield p, stamp, self.version, _digest(p, stamp, self.version, blob), blob
+                blob = r if isinstance(r, bytes) else encode_record(r)
+                yield p, stamp, version, _digest(p, stamp, version, blob), blob
 
         batch = list(encoded())
         try:

@@ -40,8 +40,10 @@ from PIL import Image
 
 from dsaudit.content import properties
 
-# 5: content properties ("props", "colour"); 6: sharpness over the gradient, chroma of the 8x8 thumbnail
-FEATURES_VERSION = "6"
+# 5: content properties ("props", "colour"); 6: sharpness over the gradient, chroma of the 8x8 thumbnail;
+# 7: images that are their own 32x32 thumbnail get borders, inner view and properties in complete()
+# (the same values, the sharpness' energies now exact integer sums)
+FEATURES_VERSION = "7"
 THUMB = 32
 
 # The 8 dihedral transforms of a square image, as (name, transpose, flip rows, flip columns), applied
@@ -265,14 +267,16 @@ def to_thumb(img: Image.Image) -> np.ndarray:
 # Per-image features as they travel from the worker processes and sit in the record cache: raw
 # bytes of a fixed dtype and shape, not pickled numpy arrays, which are several times slower to
 # pickle and unpickle (benchmarks/scan_speed.py: the 60k cache write went from 1.1 s to 0.6 s).
-# Optional features ("inner") are absent from a record when the image has none.
+# Optional features ("inner", "border", "grey") are absent from a record when the image has none
+# or when ``complete`` measures them ("deferred"); the stacked array then holds zeros there.
 FEATURE_SPEC: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "thumb": (np.dtype(np.uint8), (THUMB, THUMB)),
     "inner": (np.dtype(np.uint8), (THUMB, THUMB)),
     "border": (np.dtype(np.uint16), (4,)),
     "pixel_hash": (np.dtype(np.uint64), (1,)),
-    "props": (np.dtype(np.float32), (len(properties.PROPERTIES),)),
+    "grey": (np.dtype(np.float64), (len(properties.GREY),)),
     "colour": (np.dtype(np.uint8), (properties.COLOUR_THUMB, properties.COLOUR_THUMB, 3)),
+    "deferred": (np.dtype(np.uint8), (1,)),
 }
 
 
@@ -296,29 +300,182 @@ def stack_features(encoded: list[dict[str, bytes] | None]) -> dict[str, np.ndarr
     return out
 
 
-def extract(img: Image.Image) -> dict[str, np.ndarray]:
-    """Per-image features. "inner" (the thumbnail inside a flat border) is present only for images
-    that have one; the index stacks it with zeros for the others, and "border" says which. "props"
-    and "colour" are the content properties (dsaudit.content.properties), measured on the same
-    decoded pixels."""
+def extract_encoded(img: Image.Image) -> dict[str, bytes]:
+    """Per-image features, in the worker, as they travel and are cached (FEATURE_SPEC bytes).
+    Always: "thumb", "colour" (the 8x8 colour thumbnail of dsaudit.content.properties) and
+    "pixel_hash".
+
+    An image that is its own 32x32 grey thumbnail (CIFAR's, and any 32x32 image without fill
+    bands) stops there, marked "deferred": ``complete`` measures its flat border, inner view and
+    grey properties from the thumbnail, for all such images at once, where a dozen numpy calls per
+    32x32 image cost more than decoding it (benchmarks/index_speed.py); its features are made as
+    bytes straight from Pillow, without numpy. Any other image gets them here, from its own
+    pixels: "border", "inner" (only when it has one; the index stacks it with zeros for the
+    others, and "border" says which) and "grey" (properties.grey_of)."""
     flat = _flat_image(img)
     gray = flat if flat.mode == "L" else flat.convert("L")
+    if gray.size == (THUMB, THUMB):
+        thumb = gray.tobytes()
+        from_jpeg = img.format in ("JPEG", "MPO")
+        if from_jpeg or not any(fill_bands(np.frombuffer(thumb, np.uint8).reshape(THUMB, THUMB))):
+            return {"thumb": thumb, "colour": properties.colour_thumb_bytes(flat),
+                    "pixel_hash": _pixel_digest(img), "deferred": b"\x01"}
     gray_pixels = np.asarray(gray)
     rgb = np.asarray(flat) if flat.mode == "RGB" else None
-    thumb, inner, box = thumbnails(img, gray, gray_pixels)
-    props, colour = properties.measure(gray, gray_pixels, flat, rgb)
     # an "L" or "RGB" image is its own flat image: its pixel arrays are img.tobytes()'s bytes
     own = (gray_pixels if img.mode == "L" else rgb) if flat is img else None
+    thumb_arr, inner, box = thumbnails(img, gray, gray_pixels)
     out = {
-        "thumb": thumb,
-        "props": props,
-        "colour": colour,
+        "thumb": thumb_arr,
+        "colour": properties.colour_thumb(flat, rgb) if rgb is not None else properties.colour_thumb(gray, gray_pixels),
+        "pixel_hash": np.frombuffer(_pixel_digest(img, own), dtype=np.uint64),
         "border": np.array(box, dtype=np.uint16),
-        "pixel_hash": np.frombuffer(_pixel_digest(img, own), dtype=np.uint64).copy(),
+        "grey": properties.grey_of(gray, gray_pixels),
     }
     if inner is not None:
         out["inner"] = inner
+    return encode_features(out)
+
+
+def decode_features(encoded: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """The arrays of one record's feature bytes (FEATURE_SPEC)."""
+    return {k: np.frombuffer(v, dtype=FEATURE_SPEC[k][0]).reshape(FEATURE_SPEC[k][1]) for k, v in encoded.items()}
+
+
+def extract(img: Image.Image) -> dict[str, np.ndarray]:
+    """``extract_encoded`` as arrays (tests, benchmarks)."""
+    return decode_features(extract_encoded(img))
+
+
+def _first_line_runs(g: np.ndarray, top: np.ndarray, bottom: np.ndarray, left: np.ndarray,
+                     right: np.ndarray) -> np.ndarray:
+    """``_flat_run`` of the top side of each image's box, for N images at once: (N, S, S) int16
+    grey images (already oriented so that the side looked at is the top) and the box as rows and
+    columns cut from each side. Exact integer arithmetic: twice the median and twice the mean
+    absolute deviation, compared with twice FLAT_TOL (the float path's sums are exact too). The
+    lines below the first are looked at only for images whose first line is flat."""
+    n, s, _ = g.shape
+    j = np.arange(s)
+    cols = (j[None, :] >= left[:, None]) & (j[None, :] < s - right[:, None])      # (N, S)
+    m = cols.sum(axis=1)
+    first = g[np.arange(n), np.minimum(top, s - 1)]                                # (N, S)
+    ranked = np.sort(np.where(cols, first, 1 << 12), axis=1)
+    med2 = (ranked[np.arange(n), np.maximum((m - 1) // 2, 0)]
+            + ranked[np.arange(n), np.minimum(m // 2, s - 1)])                    # 2 x median
+    limit = 2 * FLAT_TOL * m
+    flat_first = (np.abs(2 * first - med2[:, None]) * cols).sum(axis=1) <= limit
+    runs = np.zeros(n, np.int64)
+    k = np.flatnonzero(flat_first)
+    if not len(k):
+        return runs
+    dev2 = (np.abs(2 * g[k] - med2[k, None, None]) * cols[k, None, :]).sum(axis=2, dtype=np.int32)
+    inside = dev2 > limit[k, None]
+    rows = j[None, :]
+    inside = np.where(rows < top[k, None], False, inside | (rows >= s - bottom[k, None]))
+    inside = np.concatenate([inside, np.ones((len(k), 1), bool)], axis=1)        # a box to the edge
+    runs[k] = np.argmax(inside, axis=1) - top[k]
+    return runs
+
+
+def flat_borders_batch(gray: np.ndarray) -> np.ndarray:
+    """``flat_borders`` of N square grey images at once, (N, S, S) uint8 with 8 <= S <= FLAT_WORK
+    (no box reduction: the images are measured at full size), as (N, 4) int64 (top, bottom, left,
+    right); equal to flat_borders image by image (tests/test_leakage_fastpaths.py)."""
+    n, s, s2 = gray.shape
+    assert s == s2 and 8 <= s <= FLAT_WORK, gray.shape
+    out = np.zeros((n, 4), np.int64)
+    if not n:
+        return out
+    edges = np.stack([gray[:, 0], gray[:, -1], gray[:, :, 0], gray[:, :, -1]], axis=1).astype(np.int32)
+    dev = np.abs(edges - edges.sum(axis=2, keepdims=True) // s).sum(axis=2)
+    rows = np.flatnonzero((dev <= (2 * FLAT_TOL + 1) * s).any(axis=1))            # _may_start_border
+    g = gray[rows].astype(np.int16)
+    views = (g, g[:, ::-1], g.transpose(0, 2, 1), g.transpose(0, 2, 1)[:, ::-1])
+    box = np.zeros((len(rows), 4), np.int64)                                        # top, bottom, left, right
+    live = np.ones(len(rows), bool)
+    for _ in range(2):
+        k = np.flatnonzero(live)
+        t, b, l_, r = box[k].T
+        runs = np.stack([
+            _first_line_runs(views[0][k], t, b, l_, r), _first_line_runs(views[1][k], b, t, l_, r),
+            _first_line_runs(views[2][k], l_, r, t, b), _first_line_runs(views[3][k], r, l_, t, b)], axis=1)
+        box[k] += runs
+        t, b, l_, r = box.T
+        # a second round inside the first border, where one was found and a box of 4 is left
+        live[k] = runs.any(axis=1)
+        live &= (s - t - b >= 4) & (s - l_ - r >= 4)
+    t, b, l_, r = box.T
+    keep_rows = ~(s - t - b < max(2, MIN_CONTENT * s))
+    keep_cols = ~(s - l_ - r < max(2, MIN_CONTENT * s))
+    box *= np.stack([keep_rows, keep_rows, keep_cols, keep_cols], axis=1)
+    thin = (box[:, :2].max(axis=1) < MIN_BORDER * s) & (box[:, 2:].max(axis=1) < MIN_BORDER * s)
+    box[thin] = 0
+    out[rows] = box
     return out
+
+
+def complete(features: dict[str, np.ndarray], chunk: int = 4096) -> dict[str, np.ndarray]:
+    """What ``extract`` left to be measured over all images at once ("deferred": images that are
+    their own 32x32 thumbnail): their flat border and inner view (as ``thumbnails`` makes them),
+    and the content properties of every image (``props``, dsaudit.content.properties: the grey
+    statistics of deferred images from their thumbnails, of the others from the worker's "grey",
+    and the colour statistics of all from "colour").
+
+    Returns "props" (N, len(PROPERTIES)) float32, "border" (N, 4) uint16 and, for the deferred
+    images that have an inner view, "inner_rows" and "inner_views" (use ``apply_completed``): only
+    those rows, so that the memoised result stays small."""
+    thumbs = features["thumb"]
+    n = len(thumbs)
+    deferred = np.flatnonzero(features["deferred"][:, 0]) if "deferred" in features else np.zeros(0, np.int64)
+    grey = features["grey"].astype(np.float64) if "grey" in features else np.zeros((n, len(properties.GREY)))
+    border = features["border"].astype(np.int64) if "border" in features else np.zeros((n, 4), np.int64)
+    colour = features["colour"] if "colour" in features else np.zeros((n, properties.COLOUR_THUMB,
+                                                                          properties.COLOUR_THUMB, 3), np.uint8)
+    from dsaudit.threads import blas_threads, parallel_map, workers
+
+    colour_part = np.zeros((n, len(properties.COLOUR)))
+    inner_parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def run(s: int) -> None:   # disjoint rows per chunk, on a thread pool
+        colour_part[s:s + chunk] = properties.colour_stats(colour[s:s + chunk])
+        rows = deferred[(deferred >= s) & (deferred < s + chunk)]
+        if not len(rows):
+            return
+        small = thumbs[rows]
+        grey[rows] = properties.grey_stats(small)
+        box = flat_borders_batch(small)
+        got_rows, got_views = [], []
+        for k in np.flatnonzero(box.any(axis=1)):
+            top, bottom, left, right = (int(v) for v in box[k])
+            inner = _shrink(Image.fromarray(small[k]).crop((left, top, THUMB - right, THUMB - bottom)))
+            if inner.std() < MIN_INNER_STD:   # as thumbnails: a sliver of edge, stretched, is no view
+                box[k] = 0
+            else:
+                got_rows.append(rows[k])
+                got_views.append(inner)
+        border[rows] = box
+        if got_rows:
+            inner_parts.append((np.array(got_rows, np.int64), np.stack(got_views)))
+
+    with blas_threads(1):
+        parallel_map(run, list(range(0, n, chunk)), workers())
+    inner_parts.sort(key=lambda part: int(part[0][0]))
+    out = {"props": properties.combine(grey, colour_part), "border": border.astype(np.uint16)}
+    if inner_parts:
+        out["inner_rows"] = np.concatenate([p[0] for p in inner_parts])
+        out["inner_views"] = np.concatenate([p[1] for p in inner_parts])
+    return out
+
+
+def apply_completed(features: dict[str, np.ndarray], done: dict[str, np.ndarray]) -> None:
+    """Put ``complete``'s result into the stacked features (the inner views of deferred images
+    into "inner", zeros elsewhere as for the worker's own)."""
+    features["props"] = done["props"]
+    features["border"] = done["border"]
+    if "inner_rows" in done:
+        if "inner" not in features:
+            features["inner"] = np.zeros((len(features["thumb"]), THUMB, THUMB), np.uint8)
+        features["inner"][done["inner_rows"]] = done["inner_views"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ The pixels are decoded once and handed to the feature extractor (hashing.extract
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 import warnings
 from io import BytesIO
@@ -175,7 +176,7 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
                     rec["truncated"] = True
                     rec["error"] = "image data ends early (end-of-image marker missing)"
                     return rec
-                rec["features"] = hashing.encode_features(hashing.extract(img))
+                rec["features"] = hashing.extract_encoded(img)
                 rec["kind"] = "image"
                 rec["readable"] = True
     except Exception as exc:  # any decoder failure is a finding, never a crash
@@ -188,3 +189,10 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
         if rec["truncated"]:
             rec["kind"] = "broken-image"
     return rec
+
+
+def analyse_file_pickled(task: tuple[str, str, int]) -> bytes:
+    """``analyse_file``'s record pickled in the worker, as the record cache stores it
+    (cache.encode_record): the scanning process keeps these bytes for the cache and unpickles each
+    once, instead of unpickling the worker's record and pickling it again for the cache."""
+    return pickle.dumps(analyse_file(task), protocol=pickle.HIGHEST_PROTOCOL)
