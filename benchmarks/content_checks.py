@@ -139,6 +139,7 @@ def build_set(name: str, files: dict[str, list[Path]], work: Path, fractions: tu
 def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int, label_budget: float | None = None) -> None:
     from dsaudit.config import AuditConfig, ContentConfig, ProbeConfig
     from dsaudit.content.analysis import ContentAnalysis
+    from dsaudit.content.label_neighbours import NeighbourLabelRanking
     from dsaudit.pipeline import build, run_checks
 
     content = ContentConfig() if label_budget is None else ContentConfig(label_probe_budget=label_budget)
@@ -187,9 +188,9 @@ def evaluate(name: str, root: Path, truth: dict, probe: bool, seed: int, label_b
     frame = ctx.result(ContentAnalysis).frame
     paths = frame["path"].to_numpy()
     is_train = np.array([str(p).startswith("train/") for p in paths])
-    rank = ctx.artifacts.get("content.label_ranking.neighbours")
-    if rank is not None and k:
-        order = [i for i in rank["order"] if is_train[i]][:k]
+    rank = ctx.results.get(NeighbourLabelRanking)
+    if rank is not None and len(rank) and k:
+        order = [i for i in rank.order if is_train[i]][:k]
         hits = sum(1 for i in order if paths[i] in flips)
         print(f"labels neighbours (DSA430): precision@{k} {hits / k:.3f} (chance {k / n_train:.3f}, "
               f"{hits / k / (k / n_train):.1f}x)")

@@ -217,3 +217,35 @@ def test_renderers_never_test_check_ids(name):
 def test_the_id_test_finder_finds_one():
     assert _id_tests(ast.parse('x = f.check_id == "DSA203" or f.check_id.startswith("DSA4")')) == [
         (1, "DSA203"), (1, "DSA4")]
+
+
+def _artifact_reads(tree: ast.AST) -> list[int]:
+    """Lines that read ``<something>.artifacts`` (a subscript load, .get, or `in` test)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            target = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            target = node.func.value
+        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            target = node.comparators[0]
+        else:
+            continue
+        if isinstance(target, ast.Attribute) and target.attr == "artifacts":
+            found.append(node.lineno)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith(("dsaudit.checks", "dsaudit.content",
+                                                                          "dsaudit.similarity", "dsaudit.probe"))))
+def test_checks_share_results_through_analyses_not_artifacts(name):
+    """What one check measures for another is an Analysis (declared, computed once, timed); a check
+    that reads ctx.artifacts depends on another check having run first, which --select breaks."""
+    found = _artifact_reads(ast.parse(MODULES[name].read_text(encoding="utf-8")))
+    assert not found, f"{name} reads ctx.artifacts at lines {found}; make it an Analysis"
+
+
+def test_the_artifact_read_finder_finds_them():
+    tree = ast.parse('a = ctx.artifacts["k"]\nb = ctx.artifacts.get("k")\nc = "k" in ctx.artifacts\n'
+                     'ctx.artifacts["k"] = 1')
+    assert _artifact_reads(tree) == [1, 2, 3]

@@ -29,8 +29,9 @@ class CheckContext:
 
     `results` holds the analyses the check declared in `requires` (and what those need), read with
     ``ctx.result(Duplicates)``; `sections` holds JSON-able blocks that go into the report under
-    their name (e.g. "batching"). `artifacts` is an untyped hand-over between checks, kept for
-    modules not yet moved to declared analyses: prefer an Analysis.
+    their name (e.g. "batching"). `artifacts` holds what a check measured beyond its findings for a
+    benchmark to inspect (DSA431's whole confident-learning ranking); no check reads it (tests/
+    test_architecture.py): what checks share is an Analysis.
     """
 
     index: DatasetIndex

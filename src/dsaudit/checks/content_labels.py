@@ -18,8 +18,8 @@ import numpy as np
 from dsaudit.checks.balance import pct, split_name
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.content.analysis import ContentAnalysis, content_analysis, histogram
-from dsaudit.content.neighbours import ARTIFACT as NEIGHBOURS
-from dsaudit.content.neighbours import dataset_neighbours, knn
+from dsaudit.content.label_neighbours import NeighbourLabelRanking
+from dsaudit.content.neighbours import knn
 from dsaudit.findings import Finding, Severity
 
 MIN_CLASS = 10        # images a class needs before its members can be called outliers
@@ -100,29 +100,6 @@ class Outliers(Check):
                       "images_flagged": listed, "k": int(cfg.outlier_k), "ratio": cfg.outlier_ratio})
 
 
-def neighbour_vote(labels: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(own share, top other label, its share) of each row's neighbours (rows of `idx`, -1 = none)."""
-    classes, codes = np.unique(labels, return_inverse=True)
-    valid = idx >= 0
-    nb = np.where(valid, codes[np.maximum(idx, 0)], -1)
-    counts = np.stack([((nb == c) & valid).sum(axis=1) for c in range(len(classes))], axis=1).astype(float)
-    total = np.maximum(valid.sum(axis=1), 1)
-    own = counts[np.arange(len(codes)), codes] / total
-    other = counts.copy()
-    other[np.arange(len(codes)), codes] = -1
-    top = other.argmax(axis=1)
-    return own, classes[top], other.max(axis=1) / total
-
-
-def neighbour_ranking(a: ContentAnalysis, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Every image ranked by how strongly its neighbours vote for another label (the share of the top
-    other label, ties broken by a lower share of the image's own label)."""
-    labels = a.frame["label"].to_numpy()
-    own, suggested, share = neighbour_vote(labels, idx)
-    order = np.lexsort((own, -share))
-    return {"own": own, "suggested": suggested, "share": share, "order": order}
-
-
 class NeighbourLabelErrors(Check):
     """Images whose nearest neighbours in content carry another label (possible label errors).
 
@@ -143,29 +120,26 @@ class NeighbourLabelErrors(Check):
     name = "labels.neighbour-disagreement"
     severity = Severity.INFO
     family = "labels"
-    requires = (ContentAnalysis,)
+    requires = (ContentAnalysis, NeighbourLabelRanking)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
-        a = content_analysis(ctx)
-        f = a.frame
-        if len(a) < 20 or a.descriptor.shape[1] == 0 or f["label"].nunique() < 2:
+        rank = ctx.result(NeighbourLabelRanking)
+        if not rank.k:
             return
+        f = ctx.result(ContentAnalysis).frame
         cfg = ctx.config.content
-        idx, _ = dataset_neighbours(ctx, a.descriptor, int(cfg.label_k))
-        approx = ctx.artifacts.get(NEIGHBOURS + ".approximate")
-        rank = neighbour_ranking(a, idx)
-        mask = rank["share"] >= cfg.label_min_share
-        order = [i for i in rank["order"] if mask[i]]
-        ctx.artifacts["content.label_ranking.neighbours"] = rank
+        approx = rank.approximate
+        mask = rank.share >= cfg.label_min_share
+        order = [i for i in rank.order if mask[i]]
         section = {"flagged": int(mask.sum()), "images": int(len(f)), "k": int(cfg.label_k),
-                   "histogram": histogram(rank["share"], np.where(mask, "flagged", "other"), bins=int(cfg.label_k))}
+                   "histogram": histogram(rank.share, np.where(mask, "flagged", "other"), bins=int(cfg.label_k))}
         if approx is not None:
             section["approximate"] = approx.as_dict()
         ctx.sections.setdefault("content", {})["label_neighbours"] = section
         if not order:
             return
         listed = [{"path": f["path"].iat[i], "split": split_name(f["split"].iat[i]), "label": f["label"].iat[i],
-                   "suggested": str(rank["suggested"][i]), "score": round(float(rank["share"][i]), 3)}
+                   "suggested": str(rank.suggested[i]), "score": round(float(rank.share[i]), 3)}
                   for i in order[:cfg.max_listed]]
         yield self.finding(
             f"{len(order)} images whose nearest look-alikes carry another label",

@@ -92,13 +92,6 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def drift_results(ctx: CheckContext, a: ContentAnalysis, split: str) -> dict[str, Any]:
-    key = f"content.drift:{split}"
-    if key not in ctx.artifacts:
-        ctx.artifacts[key] = property_drift(a, split, ctx.config.content)
-    return ctx.artifacts[key]
-
-
 def describe(props: dict[str, Any], split: str) -> str:
     """'test is darker (median brightness 0.21 vs 0.47 in train, KS 0.62), ...' for the drifted ones."""
     parts = []
@@ -152,7 +145,7 @@ class PropertyDrift(Check):
         section = ctx.sections.setdefault("content", {}).setdefault("drift", {})
         f = a.frame
         for split in evaluation_pairs(ctx, a):
-            props = drift_results(ctx, a, split)
+            props = property_drift(a, split, ctx.config.content)
             section.setdefault(split_name(split), {})["properties"] = props
             drifted = [k for k, v in props.items() if v["drifted"]]
             if not drifted:
@@ -286,7 +279,7 @@ class DomainDrift(Check):
             section.setdefault(split_name(split), {})["domain"] = res
             if not res["drifted"]:
                 continue
-            props = drift_results(ctx, a, split)
+            props = property_drift(a, split, ctx.config.content)
             why = describe(props, split)
             classes = sorted(res["per_class"].items(), key=lambda kv: -kv[1]["auc"])
             per_class = "; per class " + ", ".join(f"{c!r} {v['auc']:.2f}" for c, v in classes[:5]) if classes else ""

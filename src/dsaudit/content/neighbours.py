@@ -14,14 +14,12 @@ queries and reported (``Approximation``), as the duplicate search does (similari
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from dsaudit.similarity.ann import Approximation
 from dsaudit.similarity.neighbors import knn_join, workers
 
-ARTIFACT = "content.neighbours"
 CELL_SIZE = 256         # descriptors per k-means cell of the approximate search (about)
 TRAIN_PER_CELL = 64     # training descriptors per cell
 MIN_PROBES = 8          # cells each query is compared with, whatever the budget
@@ -98,18 +96,13 @@ def knn_approximate(x: np.ndarray, k: int, max_pairs: float, seed: int = 0
     return idx, dist, Approximation(cells, probe, probe / cells, recall, len(sample))
 
 
-def dataset_neighbours(ctx: Any, descriptor: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """knn over the whole dataset, computed once per scan for the largest k asked for; approximate
-    above content.label_knn_max_pairs (n^2 pairs), what it kept in ctx.artifacts[ARTIFACT + ".approximate"]."""
-    got = ctx.artifacts.get(ARTIFACT)
-    if got is None or got[0].shape[1] < k:
-        n = len(descriptor)
-        budget = float(ctx.config.content.label_knn_max_pairs)
-        if n >= 2 and float(n) * n > budget:
-            idx, dist, approx = knn_approximate(descriptor, k, budget, int(ctx.config.seed))
-            got = (idx, dist)
-            ctx.artifacts[ARTIFACT + ".approximate"] = approx
-        else:
-            got = knn(descriptor, k)
-        ctx.artifacts[ARTIFACT] = got
-    return got[0][:, :k], got[1][:, :k]
+def dataset_neighbours(descriptor: np.ndarray, k: int, budget: float,
+                       seed: int) -> tuple[np.ndarray, np.ndarray, Approximation | None]:
+    """(neighbours, distances, approximation) of every row over the whole dataset: exact up to
+    `budget` (n^2 pairs, content.label_knn_max_pairs), above it approximate (knn_approximate), and
+    then what the approximate search kept (else None)."""
+    n = len(descriptor)
+    if n >= 2 and float(n) * n > budget:
+        return knn_approximate(descriptor, k, budget, seed)
+    idx, dist = knn(descriptor, k)
+    return idx, dist, None
