@@ -57,22 +57,14 @@ def knn(x: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarr
     return idx, dist
 
 
-def _neighbour_table(x: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(m, k) indices and exact Euclidean distances of the k nearest of each row's candidate
-    references (-1 = none; the row itself left out), nearest first, ties by lower index."""
-    m = len(rows)
-    cand = np.where(cand == rows[:, None], -1, cand)
-    ok = cand >= 0
-    qi, rj = np.nonzero(ok)[0], cand[ok]
-    d2 = ((x[rows[qi]] - x[rj]) ** 2).sum(axis=1)
-    order = np.lexsort((rj, d2, qi))
-    qi, rj, d2 = qi[order], rj[order], d2[order]
-    rank = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
-    keep = rank < k
-    idx = np.full((m, k), -1, dtype=np.int64)
-    dist = np.full((m, k), np.nan, dtype=np.float32)
-    idx[qi[keep], rank[keep]] = rj[keep]
-    dist[qi[keep], rank[keep]] = np.sqrt(d2[keep])
+def _without_self(cand: np.ndarray, dist2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k first of each row's nearest-first candidates that are not the row itself (a row
+    whose own index is not among them loses its last), as (idx, Euclidean distance)."""
+    is_self = cand == np.arange(len(cand))[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]   # stable: the others keep their order
+    idx = np.take_along_axis(cand, order, 1).astype(np.int64)
+    dist = np.sqrt(np.maximum(np.take_along_axis(dist2, order, 1), 0.0)).astype(np.float32)
+    dist[idx < 0] = np.nan
     return idx, dist
 
 
@@ -96,9 +88,8 @@ def knn_approximate(x: np.ndarray, k: int, max_pairs: float, seed: int = 0
     index.train(xf if n_train == n else xf[np.sort(rng.choice(n, n_train, replace=False))])
     index.add(xf)
     index.nprobe = probe
-    _, cand = index.search(xf, min(k + 1, n))
-    rows = np.arange(n)
-    idx, dist = _neighbour_table(x, rows, cand, k)
+    dist2, cand = index.search(xf, min(k + 1, n))
+    idx, dist = _without_self(cand, dist2, k)
     sample = np.sort(rng.choice(n, min(RECALL_SAMPLE, n), replace=False))
     exact, _ = knn(x, k, rows=sample)
     valid = exact >= 0
