@@ -106,8 +106,11 @@ def grey_stats(g8: np.ndarray, block: int = 256) -> np.ndarray:
         return np.concatenate([grey_stats(g8[s:s + block], block) for s in range(0, n_img, block)])
     n = h * w
     flat = g8.reshape(n_img, n)
-    offsets = (np.arange(n_img, dtype=np.int64) * 256)[:, None]
-    hist = np.bincount((flat + offsets).ravel(), minlength=256 * n_img).reshape(n_img, 256)
+    if n_img == 1:   # the worker's one image: no per-image offsets to add
+        hist = np.bincount(flat[0], minlength=256)[None]
+    else:
+        offsets = (np.arange(n_img, dtype=np.int64) * 256)[:, None]
+        hist = np.bincount((flat + offsets).ravel(), minlength=256 * n_img).reshape(n_img, 256)
     s1 = hist @ _LEVELS
     s2 = hist @ (_LEVELS * _LEVELS)
     mean = s1 / n
