@@ -26,7 +26,8 @@ chance (k / training images); and each content check's time next to the index bu
 
 --cost N times the per-file work of the index pass (read, hash, decode, extract) on N CIFAR files
 and on the COVID-CT files, with and without the content properties, in alternating rounds in one
-process: the share of the per-file time the properties add.
+process, plus what hashing.complete spends on them per file (the grey statistics of 32x32 images
+and the colour statistics of all, measured over all files at once): the share the properties add.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ descriptor matrix: the ``content`` analysis, computed once per scan by the pipel
 that require it (``requires = (ContentAnalysis,)``) and read with ``ctx.result(ContentAnalysis)``.
 
 Rows are the decoded images (``DatasetIndex.images``); the frame adds to the index columns the
-properties measured in the worker (``dsaudit.content.properties``) and a few derived from the table
+properties measured in the index pass (``dsaudit.content.properties``) and a few derived from the table
 (``log_area``, ``aspect``, ``bytes_per_pixel``). The descriptor is what the drift classifier, the
 outlier distance and the neighbour label vote read: the grey 8x8 detail descriptor of the duplicate
 search (``desc``), the 8x8 colour thumbnail and the properties, each standardised over the dataset,
