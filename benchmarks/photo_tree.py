@@ -10,16 +10,26 @@ train photos made the way augmentation pipelines make them (random crop, flip, c
 JPEG re-encoding, at one of several sizes), written into val (a cross-split leak) or into train
 next to their source (a copy inside the split). `copies.csv` in the tree's parent lists every
 planted copy with its source, so a benchmark can count how many were found.
+
+`measured_scan` runs one cold or warm `dsaudit scan` (every check but the probe) in a child
+process, so that its wall time and peak memory are its own, and returns what the benchmarks print:
+the timings, the leakage section, the budget notes, every matched pair and the duplicate groups,
+and the peak memory per phase of the scan (index pass stages, each analysis, the checks).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +147,126 @@ def scratch_dir(name: str) -> Path:
     d = Path(tempfile.gettempdir()) / name
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+# ------------------------------------------------------------------------------------------
+# One scan in a child process: wall time, peak memory (overall and per phase), what it found
+# ------------------------------------------------------------------------------------------
+
+def run_measured(cmd: list[str], env: dict | None = None, quiet: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in GB of the largest process of the run, stdout) of a child."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL if quiet else None)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{cmd[:4]} failed with exit {proc.returncode}")
+    return time.perf_counter() - t, usage.ru_maxrss / 1024 ** 2, stdout
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PhasePeaks:
+    """Samples this process's RSS every `every` seconds and keeps the peak of each phase (the
+    scan's status lines name the analyses and checks; the index pass is the first phase)."""
+
+    def __init__(self, every: float = 0.1):
+        self.phase, self.peaks, self.samples = "index", {}, []
+        self.t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = _rss_bytes()
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+        self.samples.append((round(time.perf_counter() - self.t0, 2), rss))
+
+    def status(self, line: str) -> None:
+        self.sample()
+        self.phase = line if line.startswith("analysis") else "checks"
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return {k: round(v / 1024 ** 3, 3) for k, v in self.peaks.items()}
+
+
+def index_stage_peaks(samples: list[tuple[float, int]], timings: dict[str, float]) -> dict[str, float]:
+    """Peak RSS (GB) during each stage of the index pass, from the RSS samples (seconds since the
+    scan began) and the stages' durations, which run one after another in this order."""
+    out, t = {}, 0.0
+    for stage in ("stat", "cache_read", "decode", "cache_write", "assemble", "finalize"):
+        end = t + float(timings.get(stage, 0.0))
+        inside = [rss for s, rss in samples if t <= s <= end + 0.1]
+        if inside:
+            out[stage] = round(max(inside) / 1024 ** 3, 3)
+        t = end
+    return out
+
+
+def scan_child(root: Path, cache: Path, out: Path, jobs: int, engine: str = "local", dump: str = "") -> None:
+    """The scan, in this (child) process: writes its seconds, timings, leakage section, budget
+    notes, matched pairs (as paths), duplicate groups and per-phase peak memory to `out`."""
+    import dataclasses
+
+    from dsaudit.config import AuditConfig, ProbeConfig
+    from dsaudit.pipeline import scan
+    from dsaudit.similarity.duplicates import Duplicates
+
+    captured: dict = {}
+    _compute = Duplicates.compute.__func__
+
+    def compute(cls, index, *rest, **kw):  # keep the full pair list (findings carry at most 50 pairs each)
+        res = _compute(cls, index, *rest, **kw)
+        captured.update(pairs=res.pairs, components=res.components, paths=res.names["path"])
+        return res
+
+    Duplicates.compute = classmethod(compute)
+    os.environ["DSAUDIT_CACHE_DIR"] = str(cache)
+    cfg = AuditConfig(jobs=jobs, engine=engine, probe=dataclasses.replace(ProbeConfig(), mode="off"))
+    peaks = _PhasePeaks()
+    t = time.perf_counter()
+    res = scan(root, cfg, status=peaks.status)
+    seconds = time.perf_counter() - t
+    phase_peaks = peaks.stop()
+    timings = res.meta.get("timings", {})
+    paths = captured["paths"].astype(str)
+    pairs = captured["pairs"].copy()
+    pairs["a"] = paths[pairs["a"].to_numpy()]
+    pairs["b"] = paths[pairs["b"].to_numpy()]
+    if dump:
+        pairs.sort_values(["a", "b"]).to_csv(dump, index=False)
+    group_of = {str(paths[i]): g for g, members in enumerate(captured["components"]) for i in members}
+    out.write_text(json.dumps({
+        "seconds": seconds, "timings": timings, "leakage": res.sections.get("leakage", {}),
+        "budget": [{"title": f.title, "evidence": f.evidence} for f in res.findings if f.subject.startswith("budget:")],
+        "pairs": pairs[["a", "b"]].to_numpy().tolist(), "group_of": group_of,
+        "memory": {"phases": phase_peaks, "index_stages": index_stage_peaks(peaks.samples, timings)},
+    }, default=str))
+
+
+def measured_scan(root: Path, cache: Path, jobs: int = 2, engine: str = "local", dump: str = "") -> dict:
+    """One scan of `root` in a child process (cache folder `cache`: empty for a cold scan):
+    scan_child's results plus `wall` (seconds, with the child's start-up) and `peak` (GB, the
+    largest process of the run)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scan.json"
+        cmd = [sys.executable, __file__, "--scan-child", str(root), str(cache), str(out), str(jobs), engine, dump]
+        wall, peak, _ = run_measured(cmd, env)
+        return dict(json.loads(out.read_text()), wall=wall, peak=peak)
+
+
+if __name__ == "__main__" and len(sys.argv) == 8 and sys.argv[1] == "--scan-child":
+    scan_child(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7])

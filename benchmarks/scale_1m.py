@@ -2,7 +2,7 @@
 
     python benchmarks/scale_1m.py                       # 1,000,000 images (hours on 2 cores)
     python benchmarks/scale_1m.py --n 100000            # the largest size that fits your time
-    options: [--cifar-dir DIR|ARCHIVE] [--root DIR] [--jobs 2] [--seed 0] [--sizes 32,48,64]
+    options: [--cifar-dir DIR|ARCHIVE] [--root DIR] [--jobs 2] [--seed 0] [--sizes 32,48,64] [--engine local|dask]
 
 The images are the 50,000 CIFAR-10 training photos (`--cifar-dir`: the shared archive
 `../shared/datasets/cifar10-train/cifar10-train.tar.gz`, unpacked once into a temporary folder, or
@@ -13,18 +13,19 @@ jitter (+-15% brightness, contrast, saturation) and JPEG re-encoding (quality 70
 source. At 1,000,000 that is about 19 copies of every photo; below 50,000 the photos are
 subsampled and 2% are copies. Skips (exit 0) when there are no photos.
 
-Then one cold `dsaudit scan` (every check but the probe, --jobs workers, an empty cache) runs in a
-child process; printed: its wall time, the peak memory of its largest process (the target is
-4 GB), the stage timings, the candidates verified, what was approximate (the k-NN over its
-budget: share compared and the sampled neighbour recall), and the planted copies found: a copy
-counts as found when it ends in one duplicate group with its source (with ~19 copies of each photo,
-a copy's nearest neighbours are often its siblings, and the group is what the report gives).
+Then one cold `dsaudit scan` (every check but the probe, --jobs workers or, with --engine dask, a
+LocalCluster of --jobs workers for the index pass and the search, an empty cache) runs in a child
+process (photo_tree.measured_scan); printed: its wall time, the peak memory of its largest process
+(the target is 4 GB) and of each phase of the scan, the stage timings, the candidates verified,
+what was approximate (the k-NN over its budget: share compared and the sampled neighbour recall),
+and the planted copies found: a copy counts as found when it ends in one duplicate group with its
+source (with ~19 copies of each photo, a copy's nearest neighbours are often its siblings, and the
+group is what the report gives).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,38 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from photo_tree import cifar_photos, write_photo_tree  # noqa: E402
-from scan_speed import run_measured  # noqa: E402
-
-
-def child(root: Path, cache: Path, out: Path, jobs: int) -> None:
-    """The scan, in this (child) process: timings, leakage section and the duplicate groups."""
-    import dataclasses
-
-    from dsaudit.config import AuditConfig, ProbeConfig
-    from dsaudit.pipeline import scan
-    import dsaudit.similarity.duplicates as duplicates
-
-    captured: dict = {}
-    _analyse = duplicates.analyse
-
-    def analyse(index, config):
-        res = _analyse(index, config)
-        captured.update(components=res.components, paths=res.names["path"])
-        return res
-
-    duplicates.analyse = analyse
-    os.environ["DSAUDIT_CACHE_DIR"] = str(cache)
-    cfg = AuditConfig(jobs=jobs, probe=dataclasses.replace(ProbeConfig(), mode="off"))
-    t = time.perf_counter()
-    res = scan(root, cfg)
-    seconds = time.perf_counter() - t
-    paths = captured["paths"]
-    group_of = {str(paths[i]): g for g, members in enumerate(captured["components"]) for i in members}
-    out.write_text(json.dumps({"seconds": seconds, "timings": res.meta.get("timings", {}),
-                               "leakage": res.sections.get("leakage", {}), "group_of": group_of,
-                               "budget": [{"title": f.title, "evidence": f.evidence} for f in res.findings
-                                          if f.subject.startswith("budget:")]}, default=str))
+from photo_tree import cifar_photos, measured_scan, write_photo_tree  # noqa: E402
 
 
 def main() -> None:
@@ -76,11 +46,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", default="32,48,64", help="sizes (px) of the copies")
-    ap.add_argument("--_child", nargs=3, metavar=("ROOT", "CACHE", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--engine", choices=("local", "dask"), default="local",
+                    help="dask: the index pass and the search on a LocalCluster of --jobs workers")
     args = ap.parse_args()
-    if args._child:
-        child(Path(args._child[0]), Path(args._child[1]), Path(args._child[2]), args.jobs)
-        return
     photos = cifar_photos(args.cifar_dir, Path(args.root))
     if photos is None:
         print(f"skipped: no CIFAR-10 photos at {args.cifar_dir or 'the shared archive'} (pass --cifar-dir)")
@@ -91,22 +59,20 @@ def main() -> None:
     planted = write_photo_tree(root, photos, args.n, seed=args.seed, sizes=sizes)
     print(f"dataset: {root} ({args.n:,} images, {len(planted):,} planted copies; "
           f"{time.perf_counter() - t:.0f} s to write or check)", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent / "src"))
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "scan.json"
-        wall, peak, _ = run_measured([sys.executable, __file__, "--_child", str(root), str(Path(tmp) / "cache"),
-                                      str(out), "--jobs", str(args.jobs)], env)
-        res = json.loads(out.read_text())
+        res = measured_scan(root, Path(tmp) / "cache", jobs=args.jobs, engine=args.engine)
+    wall, peak = res["wall"], res["peak"]
     leak = res["leakage"]
     stages = leak.get("timings", {})
-    print("| images | cold scan | peak memory (largest process) | candidates verified |")
-    print("| ---: | ---: | ---: | ---: |")
-    print(f"| {args.n:,} | {res['seconds']:.0f} s ({wall:.0f} s with start-up) | {peak:.2f} GB "
+    print("| images | engine | cold scan | peak memory (largest process) | candidates verified |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    print(f"| {args.n:,} | {args.engine} | {res['seconds']:.0f} s ({wall:.0f} s with start-up) | {peak:.2f} GB "
           f"| {int(stages.get('candidates', 0)):,} |")
     timings = res["timings"]
     print("index timings:", {k: v for k, v in timings.items() if k != "checks"})
     print("leakage stages:", {k: round(v, 1) for k, v in stages.items() if k != "candidates"})
     print("approximate k-NN:", leak.get("approximate_knn", "none (every search exact)"))
+    print("peak memory by phase (GB):", res["memory"]["phases"], "index stages:", res["memory"]["index_stages"])
     for b in res["budget"]:
         print("budget:", b["title"], b["evidence"])
     group_of = res["group_of"]

@@ -32,10 +32,7 @@ versions of the code can be compared pair for pair (`cmp before.csv after.csv`).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +45,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
+
+from photo_tree import measured_scan, run_measured  # noqa: E402
 
 
 def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -142,42 +141,6 @@ def matmul_rate(jobs: int, seconds: float = 1.0) -> float:
         return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * k / (time.perf_counter() - t)
 
 
-def scan_child(root: Path, cache: Path, out: Path, dump: str) -> None:
-    """One scan in this process (run as a child of main, so its peak memory is its own): writes
-    the timings, the leakage section, the DSA204 budget notes and the matched pairs to `out`."""
-    from dsaudit.config import AuditConfig, ProbeConfig
-    from dsaudit.pipeline import scan
-    from dsaudit.similarity.duplicates import Duplicates
-
-    captured: dict = {}
-    _compute = Duplicates.compute.__func__
-
-    def compute(cls, index, *rest, **kw):  # keep the full pair list (findings carry at most 50 pairs each)
-        res = _compute(cls, index, *rest, **kw)
-        captured.update(pairs=res.pairs, table=index.table.reset_index(drop=True))
-        return res
-
-    Duplicates.compute = classmethod(compute)
-    os.environ["DSAUDIT_CACHE_DIR"] = str(cache)
-    cfg = AuditConfig(jobs=int(os.environ.get("SCAN_SPEED_JOBS", "2")),
-                      probe=dataclasses.replace(ProbeConfig(), mode="off"))
-    t = time.perf_counter()
-    res = scan(root, cfg)
-    seconds = time.perf_counter() - t
-    pairs = captured["pairs"].copy()
-    paths = captured["table"]["path"].astype(str).to_numpy()
-    pairs["a"] = paths[pairs["a"].to_numpy()]
-    pairs["b"] = paths[pairs["b"].to_numpy()]
-    if dump:
-        pairs.sort_values(["a", "b"]).to_csv(dump, index=False)
-    budget = [{"title": f.title, "evidence": f.evidence} for f in res.findings
-              if f.check_id == "DSA204" and "budget" in f.title]
-    out.write_text(json.dumps({
-        "seconds": seconds, "timings": res.meta.get("timings", {}),
-        "leakage": {k: v for k, v in res.sections.get("leakage", {}).items()},
-        "budget": budget, "pairs": pairs[["a", "b"]].to_numpy().tolist()}, default=str))
-
-
 CLEANVISION = r"""
 import sys, time
 from cleanvision import Imagelab
@@ -186,19 +149,6 @@ lab = Imagelab(data_path=sys.argv[1], verbose=False)
 lab.find_issues(n_jobs=1, verbose=False)
 print(time.perf_counter() - t)
 """
-
-
-def run_measured(cmd: list[str], env: dict | None = None, quiet: bool = False) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in GB of the largest process of the run, stdout) of a child."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.DEVNULL if quiet else None)
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{cmd[:4]} failed with exit {proc.returncode}")
-    return time.perf_counter() - t, usage.ru_maxrss / 1024 ** 2, stdout
 
 
 def build_dataset(args) -> tuple[Path, list[tuple[str, str]] | None]:
@@ -230,11 +180,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--dump", default="", help="write every matched pair (a, b, kind, ...) to this CSV")
     ap.add_argument("--no-cleanvision", action="store_true", help="leave cleanvision out")
-    ap.add_argument("--_child", nargs=3, metavar=("ROOT", "CACHE", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._child:
-        scan_child(Path(args._child[0]), Path(args._child[1]), Path(args._child[2]), args.dump)
-        return
     t = time.perf_counter()
     root, planted = build_dataset(args)
     print(f"dataset: {root} ({args.data}; {time.perf_counter() - t:.0f} s to write or check)")
@@ -249,15 +195,11 @@ def main() -> None:
         with open(p, "rb") as fh:
             fh.read()
     floors = [floor(paths, args.jobs)]
-    env = dict(os.environ, SCAN_SPEED_JOBS=str(args.jobs), PYTHONPATH=str(HERE.parent / "src"))
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         for name, dump in (("cold", args.dump), ("warm", "")):
-            out = Path(tmp) / f"{name}.json"
-            cmd = [sys.executable, __file__, "--_child", str(root), str(cache), str(out)]
-            wall, peak, _ = run_measured(cmd + (["--dump", dump] if dump else []), env)
-            runs[name] = dict(json.loads(out.read_text()), wall=wall, peak=peak)
+            runs[name] = measured_scan(root, cache, jobs=args.jobs, dump=dump)
             floors.append(floor(paths, args.jobs))   # the machine's load moves: a floor after each run
     t_floor = float(np.median(floors))
     t_cv = peak_cv = None
@@ -296,9 +238,11 @@ def main() -> None:
           f"cross-split pairs: {leak.get('cross_split_pairs')}; groups: {leak.get('groups')}; "
           f"per kind: {leak.get('pairs_per_kind')}")
     for b in cold["budget"]:
-        print("within-split search:", b["title"], b["evidence"])
+        print("approximate search:", b["title"], b["evidence"])
     if not cold["budget"]:
-        print("within-split search: full in every split (no budget finding)")
+        print("approximate search: none (every k-NN search exact, no budget finding)")
+    print("peak memory by phase (cold, GB):", cold["memory"]["phases"], "index stages:",
+          cold["memory"]["index_stages"])
     if planted is not None:
         from photo_tree import copies_found
 

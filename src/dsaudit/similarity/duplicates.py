@@ -28,6 +28,7 @@ from dsaudit.index.hashing import FEATURES_VERSION
 from dsaudit.index.memo import stable_key
 from dsaudit.similarity.matching import MATCHER_VERSION, describe_transform, matches_with_views
 from dsaudit.similarity.neighbors import thread_limit
+from dsaudit.similarity.sharded import engine_for
 from dsaudit.similarity.views import Views
 
 PAIR_COLUMNS = ("a", "b", "kind", "distance", "similarity", "transform", "cross_split", "same_label")
@@ -115,7 +116,9 @@ def _near_rows(index: DatasetIndex, config: AuditConfig, table: pd.DataFrame, im
     codes = split_rank[img_pos]
 
     def search() -> pd.DataFrame:
-        with thread_limit(config.resolved_jobs()):  # the search stages use a thread pool
+        # the search stages use a thread pool; with the Dask engine their bulk work runs on the
+        # cluster instead (similarity/sharded.py: the same matches)
+        with thread_limit(config.resolved_jobs()), engine_for(config.engine, config.scheduler)():
             return matches_with_views(views, codes, cfg, ref_code=ref, timings=near_stats)
 
     # A rescan of unchanged data reuses the matches: the key holds everything they depend on

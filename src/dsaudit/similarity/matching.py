@@ -27,8 +27,8 @@ import pandas as pd
 from dsaudit.config import LeakageConfig
 from dsaudit.index.hashing import (DIHEDRAL_NAMES, apply_dihedral, descriptors, finalize, shifted_descriptors,
                                     squeezed_descriptors)
-from dsaudit.similarity.neighbors import dihedral_join, knn_join
-from dsaudit.similarity.verify import verify_pairs, warp
+from dsaudit.similarity.ops import search_ops
+from dsaudit.similarity.verify import warp
 from dsaudit.similarity.views import Views
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
@@ -165,9 +165,9 @@ def _knn_scored(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries:
                 for dy, dx in shifts]
     versions += [white(squeezed_descriptors(thumbs[queries], axis, f)) for axis, f in squeezes]
     if approx is None:
-        q, r, sim = knn_join(np.stack(versions), white(desc[refs]), k, min_sim=min_sim)
+        q, r, sim = search_ops().knn_join(np.stack(versions), white(desc[refs]), k, min_sim=min_sim)
         return refs[r], queries[q], sim
-    from dsaudit.similarity.ann import IvfIndex, ivf_join
+    IvfIndex, ivf_join = search_ops().ivf()
 
     key = ("index", len(refs), int(refs[0]), int(refs[-1]))
     if key not in approx:
@@ -272,9 +272,9 @@ def turned_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, qu
     versions = np.stack([white(descriptors(turned_thumbs(thumbs[queries], a, f))) for a, f in KNN_TURNS])
     wr = white(desc[refs])
     if approx is None:
-        q, r, sim = knn_join(versions, wr, k, min_sim=min_sim)
+        q, r, sim = search_ops().knn_join(versions, wr, k, min_sim=min_sim)
     else:
-        from dsaudit.similarity.ann import IvfIndex, ivf_join
+        IvfIndex, ivf_join = search_ops().ivf()
 
         key = ("index", len(refs), int(refs[0]), int(refs[-1]))
         if key not in approx:
@@ -315,7 +315,7 @@ def near_matches(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_c
     if n < 2:
         return pd.DataFrame({c: [] for c in cols})
     t0 = time.perf_counter()
-    qi, rj, d, var = dihedral_join(phash, phash[:, 0], cfg.near_threshold)
+    qi, rj, d, var = search_ops().hash_join(phash, phash[:, 0], cfg.near_threshold)
     keep = qi < rj
     qi, rj, d, var = qi[keep], rj[keep], d[keep], var[keep]
     # orientation convention: query = qi seen through variant var lines up with rj
@@ -407,7 +407,7 @@ def near_matches(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_c
     # views, 8 as whole images)
     boost = smooth_boost(smooth, a, b, dist if is_view is None else np.where(is_view[a] | is_view[b], np.nan, dist),
                          cfg)
-    ver = verify_pairs(thumbs, a, b, v, threshold=1.01 if keep_all else cfg.verify_threshold,
+    ver = search_ops().verify(thumbs, a, b, v, threshold=1.01 if keep_all else cfg.verify_threshold,
                        search_threshold=cfg.search_threshold, boost=boost, min_isotropy=cfg.min_isotropy,
                        turn=turn, turned=src == 2)
     timings["verify"] = time.perf_counter() - t0
