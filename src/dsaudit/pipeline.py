@@ -21,6 +21,7 @@ from dsaudit.checks.registry import check_severity_keys, select_checks
 from dsaudit.config import AuditConfig
 from dsaudit.findings import CheckError, Finding, ScanResult
 from dsaudit.index.build import ProgressFactory, build_index
+from dsaudit.index.heap import release_free_memory
 from dsaudit.index.dataset import DatasetIndex
 from dsaudit.index.layout import DatasetError, Layout, discover, display_path
 from dsaudit.index.thumbnails import make_thumbnails
@@ -37,6 +38,7 @@ def build(root: Path | None, config: AuditConfig, manifest: Path | None = None,
         layout = discover(root if root is not None else manifest.parent, manifest,  # type: ignore[union-attr]
                           chosen=config.chosen_splits() or None)
     index = build_index(layout, config, progress=progress)
+    release_free_memory()   # the records are gone: their heap pages back to the system (index/heap.py)
     require_images(index)
     if config.batch.keras_split:  # the loader's own file listing and seeded split, from the folder names
         from dsaudit.loaders.keras import simulate
