@@ -4,6 +4,7 @@ the growth of the near-duplicate search, for the projection in docs/scale-out.md
     python benchmarks/scale_dask.py generate --n 200000 --out /tmp/dsaudit-scale/data
     python benchmarks/scale_dask.py index --root /tmp/dsaudit-scale/data --workers 2
     python benchmarks/scale_dask.py search --sizes 10000,20000,40000,80000
+    python benchmarks/scale_dask.py search-rates --root TREE --n 20000 --workers 2
     python -m moto.server -H 127.0.0.1 -p 5055 &   python benchmarks/scale_dask.py s3 --endpoint http://127.0.0.1:5055
     python benchmarks/scale_dask.py proxy --listen 5056 --target 5055 --delay-ms 20 &   (then --endpoint :5056)
 
@@ -15,7 +16,12 @@ processes, started before timing; its start-up is reported separately), and prin
 second per core for each. `search` times the leakage check's own near-duplicate search
 (similarity.matching.near_matches, default LeakageConfig: pHash self-join over 8 dihedral variants, k-NN of
 val against train with shifted descriptors, verification) at several sizes and fits growth
-exponents. `s3` and `proxy` measure reading from an S3 API (moto), with added request latency.
+exponents. `search-rates` runs the search itself (similarity.matching.matches_with_views, default
+settings) on N real images of a tree (e.g. photo_tree.py's CIFAR-10 tree; records cached, so a rerun
+decodes nothing) with the local engine and with the Dask engine (similarity/sharded.py) on a
+LocalCluster, times each bulk step (pHash join, k-NN joins, verification) and counts its work, and
+prints the per-core rates and whether both engines found the same matches. `s3` and `proxy`
+measure reading from an S3 API (moto), with added request latency.
 Output is JSON lines.
 """
 
@@ -158,6 +164,104 @@ def search(sizes: list[int], seed: int = 0) -> None:
                 print(json.dumps({f"{key}_growth_exponent": round(float(slope), 2)}))
 
 
+def _counting(base, tally: dict):
+    """ops.SearchOps whose steps are `base`'s, timed and with their work counted: hash-join
+    comparisons (query variants x references), k-NN comparisons (query versions x references) and
+    verified pairs."""
+    from dsaudit.similarity.ops import SearchOps
+
+    def timed(name, fn, work):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            row = tally.setdefault(name, {"seconds": 0.0, "work": 0.0, "calls": 0})
+            row["seconds"] += time.perf_counter() - t
+            row["work"] += work(*args)
+            row["calls"] += 1
+            return out
+        return run
+
+    def knn_work(q, r, *_):
+        q = np.asarray(q)
+        return float(q.shape[0] * q.shape[1] if q.ndim == 3 else len(q)) * len(r)
+
+    return SearchOps(hash_join=timed("hash_join", base.hash_join, lambda qv, r, *_: float(qv.size) * len(r)),
+                     knn_join=timed("knn_join", base.knn_join, knn_work),
+                     verify=timed("verify", base.verify, lambda thumbs, a, *_: float(len(a))),
+                     ivf_index=base.ivf_index, ivf_join=base.ivf_join)
+
+
+def search_rates(root: Path, n: int, workers: int, seed: int = 0, engines: tuple[str, ...] = ("local", "dask")) -> None:
+    """Per-core rates of the search's bulk steps on real images, the local engine (a thread pool of
+    --workers threads) and a Dask LocalCluster of --workers single-threaded processes side by side
+    (similarity/sharded.py), on the same views, and whether both found the same matches."""
+    import dataclasses
+    import logging
+
+    from dsaudit.config import AuditConfig
+    from dsaudit.index.build import build_index
+    from dsaudit.index.layout import discover
+    from dsaudit.similarity.duplicates import _split_ranks
+    from dsaudit.similarity.matching import matches_with_views
+    from dsaudit.similarity.neighbors import thread_limit
+    from dsaudit.similarity.ops import SearchOps, using_ops
+    from dsaudit.similarity.views import Views
+
+    layout = discover(root)
+    rng = np.random.default_rng(seed)
+    if n < len(layout.entries):
+        pick = np.sort(rng.choice(len(layout.entries), n, replace=False))
+        layout = dataclasses.replace(layout, entries=[layout.entries[i] for i in pick])
+    t = time.perf_counter()
+    config = AuditConfig(jobs=workers)   # cached records: a second run of the same files decodes nothing
+    index = build_index(layout, config)
+    table = index.table.reset_index(drop=True)
+    img_pos = np.nonzero(table["has_features"].to_numpy(bool))[0]
+    order, rank = _split_ranks(index, table["split"].astype(str).to_numpy())
+    views, codes = Views.of_index(index.features, img_pos), rank[img_pos]
+    print(json.dumps({"images": int(len(img_pos)), "index_seconds": round(time.perf_counter() - t, 1),
+                      "splits": {s: int((codes == c).sum()) for s, c in order.items()}}), flush=True)
+    cfg = config.leakage
+    found = {}
+    for engine in engines:
+        tally: dict = {}
+        stages: dict = {}
+        cluster = client = None
+        try:
+            if engine == "dask":
+                from distributed import Client, LocalCluster
+
+                from dsaudit.similarity.sharded import ClusterSearch
+
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster, set_as_default=False)
+                base = ClusterSearch(client).ops()
+            else:
+                base = SearchOps()
+            t = time.perf_counter()
+            with thread_limit(workers), using_ops(_counting(base, tally)):
+                found[engine] = matches_with_views(views, codes, cfg, ref_code=order.get("train"), timings=stages)
+            total = time.perf_counter() - t
+        finally:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        print(json.dumps({"engine": engine, "workers": workers, "search_seconds": round(total, 1),
+                          "stages": {k: round(v, 2) for k, v in stages.items()},
+                          "approximate": found[engine].attrs.get("approximate", {}),
+                          "matches": int(len(found[engine]))}), flush=True)
+        for step, row in tally.items():
+            rate = round(row["work"] / row["seconds"] / workers, 1) if row["seconds"] else None
+            print(json.dumps({"engine": engine, "step": step, "calls": row["calls"],
+                              "seconds": round(row["seconds"], 2),
+                              "work": row["work"], "per_core_per_second": rate}), flush=True)
+    if len(found) == 2:
+        a, b = found.values()
+        print(json.dumps({"same_matches": bool(a.equals(b)), "matches": [int(len(a)), int(len(b))]}))
+
+
 def s3(root: Path, endpoint: str, n: int, workers: int) -> None:
     """Index the first N files of ROOT from an S3 API at ENDPOINT (e.g. moto on loopback): local
     engine, Dask, and Dask without the listing-stats/prefetch path (one HEAD + one GET per object,
@@ -251,6 +355,11 @@ def main() -> None:
     i.add_argument("--engines", default="local,dask")
     s = sub.add_parser("search")
     s.add_argument("--sizes", default="10000,20000,40000,80000")
+    sr = sub.add_parser("search-rates")
+    sr.add_argument("--root", type=Path, required=True, help="an image tree (e.g. photo_tree.py's CIFAR-10 tree)")
+    sr.add_argument("--n", type=int, default=20000, help="images drawn from it (seed 0)")
+    sr.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    sr.add_argument("--engines", default="local,dask")
     b = sub.add_parser("s3")
     b.add_argument("--root", type=Path, default=Path("/tmp/dsaudit-scale/data"))
     b.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:5055 (python -m moto.server -p 5055)")
@@ -269,6 +378,8 @@ def main() -> None:
         proxy(args.listen, args.target, args.delay_ms)
     elif args.cmd == "s3":
         s3(args.root, args.endpoint, args.n, args.workers)
+    elif args.cmd == "search-rates":
+        search_rates(args.root, args.n, args.workers, engines=tuple(args.engines.split(",")))
     else:
         search([int(x) for x in args.sizes.split(",")])
 

@@ -110,7 +110,8 @@ def test_cluster_search_finds_the_same_matches_as_the_local_one(leaky, client, b
     local_t: dict[str, float] = {}
     local = matches_with_views(views, codes, cfg, ref_code=ref, timings=local_t)
     # tiny pieces (shards of 12 references, blocks of 10 queries, chunks of 8 pairs): every merge runs
-    with on_cluster(client=client, ref_shard=12, query_block=10, verify_chunk=8) as search:
+    with on_cluster(client=client, ref_shard=12, query_block=10, verify_chunk=8,
+                    min_work={"hash_join": 0, "knn_join": 0, "verify": 0}) as search:
         remote_t: dict[str, float] = {}
         remote = matches_with_views(views, codes, cfg, ref_code=ref, timings=remote_t)
     assert search.stats["tasks"] > 30
@@ -128,9 +129,12 @@ def _findings(result) -> list[tuple]:
                   for f in result.findings)
 
 
-def test_dask_scan_searches_on_the_cluster_with_the_same_findings(leaky, cluster, client):
+def test_dask_scan_searches_on_the_cluster_with_the_same_findings(leaky, cluster, client, monkeypatch):
     from dsaudit.pipeline import scan
+    from dsaudit.similarity import sharded
 
+    # every step on the cluster, however small (by default a small one stays in the client)
+    monkeypatch.setattr(sharded, "MIN_WORK", {"hash_join": 0, "knn_join": 0, "verify": 0})
     local = scan(leaky, _config(engine="local"))
     with distributed.get_task_stream(client=client) as stream:
         remote = scan(leaky, _config(engine="dask", scheduler=cluster.scheduler_address))

@@ -46,6 +46,11 @@ REF_SHARD = 262_144
 QUERY_BLOCK = 65_536
 SPREAD = 2
 VERIFY_CHUNK = 4096
+# Below these sizes a step runs in the client process, as the local engine runs it (the same
+# answer): its round trips through the scheduler would cost more than the work (a join of 1,500
+# photos: 0.2 s locally, 7 s as tasks; benchmarks/scale_dask.py search-rates). Comparisons for the
+# joins (query variants or versions x references), pairs for verification.
+MIN_WORK = {"hash_join": 2e9, "knn_join": 5e8, "verify": 2048}
 
 
 def _worker_threads() -> int:
@@ -103,9 +108,10 @@ class ClusterSearch:
     matching (ops.SearchOps). `stats` counts the tasks run and the seconds spent waiting for them."""
 
     def __init__(self, client, ref_shard: int = REF_SHARD, query_block: int = QUERY_BLOCK,
-                 verify_chunk: int = VERIFY_CHUNK, spread: int = SPREAD):
+                 verify_chunk: int = VERIFY_CHUNK, spread: int = SPREAD, min_work: dict | None = None):
         self.client = client
         self.sizes = dict(ref_shard=ref_shard, query_block=query_block, verify_chunk=verify_chunk, spread=spread)
+        self.min_work = dict(MIN_WORK, **(min_work or {}))
         self.stats: dict[str, float] = {"tasks": 0, "seconds": 0.0}
 
     def ops(self) -> SearchOps:
@@ -135,7 +141,7 @@ class ClusterSearch:
         """neighbors.dihedral_join(qv, r, radius) on the cluster (same pairs, same order)."""
         qv = np.ascontiguousarray(qv)
         r = np.ascontiguousarray(r, dtype=np.uint64).ravel()
-        if not len(qv) or not len(r):
+        if not len(qv) or not len(r) or float(qv.size) * len(r) < self.min_work["hash_join"]:
             return dihedral_join(qv, r, radius)
         blocks, shards = self._grid(len(qv), len(r))
         qf = self.client.scatter([qv[s:e] for s, e in blocks], hash=False)
@@ -154,7 +160,7 @@ class ClusterSearch:
         if q.ndim == 2:
             q = q[None]
         nq = q.shape[1]
-        if nq == 0 or len(r) == 0 or k <= 0:
+        if not nq or not len(r) or k <= 0 or float(q.shape[0]) * nq * len(r) < self.min_work["knn_join"]:
             return knn_join(q, r, k, min_sim=min_sim)
         k = min(k, len(r))
         blocks, shards = self._grid(nq, len(r))
@@ -178,7 +184,7 @@ class ClusterSearch:
         b = np.asarray(b, dtype=np.int64)
         variant = np.asarray(variant, dtype=np.int64)
         p = len(a)
-        if p == 0:
+        if p < max(1, self.min_work["verify"]):
             return verify_pairs(thumbs, a, b, variant, **kwargs)
         per_pair = {key: np.asarray(v) for key, v in kwargs.items()
                     if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == p}
