@@ -12,9 +12,11 @@ they are the methods of ``ClusterSearch``, which cut each step into tasks:
   references of one shard), then one merge task per query block on the workers: the k best of the
   shards' k best (``ann.top_k``, ties to the lower reference as knn_join breaks them) are the k
   best of all references. Only the merged candidates come back to the client.
-* **verification** (``verify``): the candidate pairs in chunks; each task gets its chunk's pairs
-  and only the thumbnails they name (renumbered), runs ``verify.verify_pairs`` with the same
-  settings and returns its fields; the client puts the chunks back in order. A pair's result does
+* **verification** (``verify``): the candidate pairs in chunks, each query's pairs in one chunk (as
+  verify_pairs batches them, so that a query's side of the cascade is computed once); each task
+  gets its chunk's pairs and only the thumbnails they name (renumbered), runs
+  ``verify.verify_pairs`` with the same settings and returns its fields; the client puts the
+  results back in the pairs' order. A pair's result does
   not depend on the other pairs of its batch (tests/test_sharded.py checks this on real files).
 
 The approximate k-NN (``ann``, for searches over their budget) still runs in the client process:
@@ -190,16 +192,39 @@ class ClusterSearch:
                     if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == p}
         settings = {key: v for key, v in kwargs.items() if key not in per_pair}
         size = max(1, min(self.sizes["verify_chunk"], -(-p // (self._slots() * self.sizes["spread"]))))
-        futs = []
-        for s, e in _cuts(p, size):
-            ca, cb = a[s:e], b[s:e]
-            rows, inv = np.unique(np.concatenate([ca, cb]), return_inverse=True)
+        # each query's pairs in one chunk, as verify_pairs batches them: the query's side of the
+        # cascade (oriented, turned, its shifted and zoomed versions) is computed once per chunk
+        turn = per_pair.get("turn")
+        order = np.lexsort(((np.zeros(p) if turn is None else turn), variant, b))
+        futs, pieces = [], []
+        for s, e in _query_cuts(b[order], size):
+            sel = order[s:e]
+            rows, inv = np.unique(np.concatenate([a[sel], b[sel]]), return_inverse=True)
             futs.append(self.client.submit(
-                _verify_task, np.ascontiguousarray(thumbs[rows]), inv[:e - s], inv[e - s:], variant[s:e],
-                {key: v[s:e] for key, v in per_pair.items()}, settings, pure=False))
+                _verify_task, np.ascontiguousarray(thumbs[rows]), inv[:e - s], inv[e - s:], variant[sel],
+                {key: v[sel] for key, v in per_pair.items()}, settings, pure=False))
+            pieces.append(sel)
         parts = self._gather(futs)
-        return Verified(**{f.name: np.concatenate([part[f.name] for part in parts])
-                           for f in dataclasses.fields(Verified)})
+        fields = {}
+        for f in dataclasses.fields(Verified):
+            first = parts[0][f.name]
+            out = np.empty((p,) + first.shape[1:], first.dtype)
+            for sel, part in zip(pieces, parts):
+                out[sel] = part[f.name]
+            fields[f.name] = out
+        return Verified(**fields)
+
+
+def _query_cuts(b_sorted: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Pieces of about `size` of a list sorted by query, each cut moved on to where the query changes."""
+    cuts, s, n = [], 0, len(b_sorted)
+    while s < n:
+        e = min(n, s + size)
+        while e < n and b_sorted[e] == b_sorted[e - 1]:
+            e += 1
+        cuts.append((s, e))
+        s = e
+    return cuts
 
 
 @contextlib.contextmanager
