@@ -5,6 +5,7 @@ the growth of the near-duplicate search, for the projection in docs/scale-out.md
     python benchmarks/scale_dask.py index --root /tmp/dsaudit-scale/data --workers 2
     python benchmarks/scale_dask.py search --sizes 10000,20000,40000,80000
     python benchmarks/scale_dask.py search-rates --root TREE --n 20000 --workers 2
+    python benchmarks/scale_dask.py join-rates --queries 20000 --refs 80000 --versions 11 --workers 2
     python -m moto.server -H 127.0.0.1 -p 5055 &   python benchmarks/scale_dask.py s3 --endpoint http://127.0.0.1:5055
     python benchmarks/scale_dask.py proxy --listen 5056 --target 5055 --delay-ms 20 &   (then --endpoint :5056)
 
@@ -20,7 +21,9 @@ exponents. `search-rates` runs the search itself (similarity.matching.matches_wi
 settings) on N real images of a tree (e.g. photo_tree.py's CIFAR-10 tree; records cached, so a rerun
 decodes nothing) with the local engine and with the Dask engine (similarity/sharded.py) on a
 LocalCluster, times each bulk step (pHash join, k-NN joins, verification) and counts its work, and
-prints the per-core rates and whether both engines found the same matches. `s3` and `proxy`
+prints the per-core rates and whether both engines found the same matches; `join-rates` does the same
+for the k-NN and pHash joins alone on seeded synthetic vectors and hashes, at sizes the Dask engine
+sends to the cluster. `s3` and `proxy`
 measure reading from an S3 API (moto), with added request latency.
 Output is JSON lines.
 """
@@ -262,6 +265,55 @@ def search_rates(root: Path, n: int, workers: int, seed: int = 0, engines: tuple
         print(json.dumps({"same_matches": bool(a.equals(b)), "matches": [int(len(a)), int(len(b))]}))
 
 
+def join_rates(n_queries: int, n_refs: int, versions: int, workers: int, seed: int = 0) -> None:
+    """The k-NN join and the pHash join alone, at a size the Dask engine sends to the cluster:
+    `versions` x n_queries unit descriptors (64-d, seeded noise) against n_refs, k=8, and the
+    8-variant hashes of n_queries images against n_refs identity hashes at radius 8; the local
+    functions (a thread pool of --workers threads) against similarity/sharded.py on a LocalCluster
+    of --workers single-threaded processes, with the answers compared."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from dsaudit.similarity.neighbors import dihedral_join, knn_join, thread_limit
+    from dsaudit.similarity.sharded import ClusterSearch
+
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(versions, n_queries, 64)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    r = rng.normal(size=(n_refs, 64)).astype(np.float32)
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    hq = rng.integers(0, 2 ** 63, size=(n_queries, 8), dtype=np.int64).astype(np.uint64)
+    hr = rng.integers(0, 2 ** 63, size=n_refs, dtype=np.int64).astype(np.uint64)
+    hr[: n_refs // 10] = hq[: n_refs // 10, 0] ^ np.uint64(5)   # some pairs within the radius
+    out = {}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    client = Client(cluster, set_as_default=False)
+    try:
+        search = ClusterSearch(client, min_work={"hash_join": 0, "knn_join": 0})
+        search.knn_join(q[:, :64], r[:4096], 8)   # warm the workers (imports) before timing
+        for engine in ("local", "dask"):
+            for step, work, run in (
+                    ("knn_join", float(versions) * n_queries * n_refs,
+                     lambda e: (knn_join if e == "local" else search.knn_join)(q, r, 8, min_sim=-1.0)),
+                    ("hash_join", 8.0 * n_queries * n_refs,
+                     lambda e: (dihedral_join if e == "local" else search.hash_join)(hq, hr, 8))):
+                t = time.perf_counter()
+                with thread_limit(workers):
+                    out[(engine, step)] = run(engine)
+                secs = time.perf_counter() - t
+                print(json.dumps({"engine": engine, "step": step, "seconds": round(secs, 2), "work": work,
+                                  "per_core_per_second": round(work / secs / workers, 1)}), flush=True)
+    finally:
+        client.close()
+        cluster.close()
+    for step in ("knn_join", "hash_join"):
+        a, b = out[("local", step)], out[("dask", step)]
+        print(json.dumps({"step": step, "same_answer": all(np.array_equal(x, y) for x, y in zip(a, b)),
+                          "pairs": int(len(a[0]))}))
+
+
 def s3(root: Path, endpoint: str, n: int, workers: int) -> None:
     """Index the first N files of ROOT from an S3 API at ENDPOINT (e.g. moto on loopback): local
     engine, Dask, and Dask without the listing-stats/prefetch path (one HEAD + one GET per object,
@@ -360,6 +412,11 @@ def main() -> None:
     sr.add_argument("--n", type=int, default=20000, help="images drawn from it (seed 0)")
     sr.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     sr.add_argument("--engines", default="local,dask")
+    jr = sub.add_parser("join-rates")
+    jr.add_argument("--queries", type=int, default=20000)
+    jr.add_argument("--refs", type=int, default=80000)
+    jr.add_argument("--versions", type=int, default=11)
+    jr.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     b = sub.add_parser("s3")
     b.add_argument("--root", type=Path, default=Path("/tmp/dsaudit-scale/data"))
     b.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:5055 (python -m moto.server -p 5055)")
@@ -378,6 +435,8 @@ def main() -> None:
         proxy(args.listen, args.target, args.delay_ms)
     elif args.cmd == "s3":
         s3(args.root, args.endpoint, args.n, args.workers)
+    elif args.cmd == "join-rates":
+        join_rates(args.queries, args.refs, args.versions, args.workers)
     elif args.cmd == "search-rates":
         search_rates(args.root, args.n, args.workers, engines=tuple(args.engines.split(",")))
     else:

@@ -50,3 +50,21 @@ def test_views_of_every_row_share_the_index_arrays_and_a_subset_copies():
     assert list(part.has_inner) == [True, True, False] and list(whole.has_inner) == [False, True] * 3
     shifted = Views.of_index(feats, np.arange(1, 6))      # contiguous but not from row 0: a copy
     assert (shifted.thumbs == thumbs[1:]).all()
+
+
+def test_large_blocks_are_reused_inside_a_task_and_the_environment_restored_after(monkeypatch):
+    from dsaudit.index import heap
+
+    calls: list[tuple[int, int]] = []
+    fake = {"mallopt": lambda param, value: calls.append((param, value)) or 1, "malloc_trim": lambda pad: 1}
+    monkeypatch.setattr(heap, "_libc_function", lambda name: fake[name])
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with heap.large_blocks_reused():
+        pass
+    assert calls == []                       # glibc adapts by itself: nothing to change
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")   # what Dask's nanny sets for its workers
+    with heap.large_blocks_reused():
+        inside = list(calls)
+    assert inside == [(heap.M_MMAP_THRESHOLD, 32 << 20), (heap.M_TRIM_THRESHOLD, 64 << 20)]
+    assert calls[2:] == [(heap.M_MMAP_THRESHOLD, heap.DEFAULT_THRESHOLD), (heap.M_TRIM_THRESHOLD, 65536)]

@@ -259,8 +259,9 @@ def scan(
     select: Optional[list[str]] = typer.Option(None, "--select", help="Only these checks (IDs, names, globs)."),
     ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="Skip these checks (IDs, names, globs)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes [default: all cores]."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="Where the per-file work runs: local (process "
-                                         "pool) or dask (needs dsaudit[dask]) [default: local]."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Where the per-file work and the near-duplicate "
+                                         "search run: local (process pool) or dask (needs dsaudit[dask]) "
+                                         "[default: local]."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address for --engine dask "
                                             "[default: $DASK_SCHEDULER_ADDRESS, else a local Dask cluster]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Decode everything; do not read or write the cache."),

@@ -23,7 +23,9 @@ The approximate k-NN (``ann``, for searches over their budget) still runs in the
 its inverted-file index is trained and searched there (docs/scale-out.md says what sharding it
 needs). Reference shards and query blocks are scattered to the workers once per join; each task
 holds one query block and one shard. Tasks run with as many threads as their worker has
-(``threads.thread_limit``), so a cluster of single-threaded workers does not oversubscribe cores.
+(``threads.thread_limit``), so a cluster of single-threaded workers does not oversubscribe cores,
+and with glibc reusing large blocks (``index.heap.large_blocks_reused``: Dask's worker setting
+MALLOC_TRIM_THRESHOLD_=65536 made verification 2.2x slower per core).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from dsaudit.index.heap import large_blocks_reused
 from dsaudit.similarity.ann import top_k
 from dsaudit.similarity.neighbors import best_per_pair, dihedral_join, knn_join, thread_limit
 from dsaudit.similarity.ops import SearchOps, using_ops
@@ -48,6 +51,9 @@ REF_SHARD = 262_144
 QUERY_BLOCK = 65_536
 SPREAD = 2
 VERIFY_CHUNK = 4096
+# verification chunks per worker thread at least: its pairs' costs differ a hundredfold (a fit or
+# none), so more, smaller chunks even out the workers' loads
+VERIFY_SPREAD = 4
 # Below these sizes a step runs in the client process, as the local engine runs it (the same
 # answer): its round trips through the scheduler would cost more than the work (a join of 1,500
 # photos: 0.2 s locally, 7 s as tasks; benchmarks/scale_dask.py search-rates). Comparisons for the
@@ -70,13 +76,13 @@ def _worker_threads() -> int:
 # ------------------------------------------------------------------------------------------
 
 def _hash_task(qv: np.ndarray, q0: int, r: np.ndarray, r0: int, radius: int):
-    with thread_limit(_worker_threads()):
+    with thread_limit(_worker_threads()), large_blocks_reused():
         qi, rj, d, var = dihedral_join(qv, r, radius)
     return qi + q0, rj + r0, d, var
 
 
 def _knn_task(q: np.ndarray, r: np.ndarray, r0: int, k: int, min_sim: float):
-    with thread_limit(_worker_threads()):
+    with thread_limit(_worker_threads()), large_blocks_reused():
         qi, rj, sim = knn_join(q, r, k, min_sim=min_sim)
     return qi, rj + r0, sim
 
@@ -92,7 +98,7 @@ def _knn_merge(q0: int, k: int, min_sim: float, *parts):
 
 def _verify_task(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.ndarray,
                  per_pair: dict[str, np.ndarray], settings: dict[str, Any]) -> dict[str, np.ndarray]:
-    with thread_limit(_worker_threads()):
+    with thread_limit(_worker_threads()), large_blocks_reused():
         ver = verify_pairs(thumbs, a, b, variant, **per_pair, **settings)
     return {f.name: getattr(ver, f.name) for f in dataclasses.fields(ver)}
 
@@ -191,7 +197,7 @@ class ClusterSearch:
         per_pair = {key: np.asarray(v) for key, v in kwargs.items()
                     if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == p}
         settings = {key: v for key, v in kwargs.items() if key not in per_pair}
-        size = max(1, min(self.sizes["verify_chunk"], -(-p // (self._slots() * self.sizes["spread"]))))
+        size = max(1, min(self.sizes["verify_chunk"], -(-p // (self._slots() * VERIFY_SPREAD))))
         # each query's pairs in one chunk, as verify_pairs batches them: the query's side of the
         # cascade (oriented, turned, its shifted and zoomed versions) is computed once per chunk
         turn = per_pair.get("turn")
