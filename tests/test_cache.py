@@ -115,3 +115,27 @@ def test_a_cache_folder_inside_the_dataset_is_not_written(tmp_path, monkeypatch)
         assert "inside the dataset" in result.meta["notes"][0]
     assert tree_snapshot(tmp_path / "d") == before
     assert len(notes) == len(cases) and all("scanning without a cache" in n for n in notes)
+
+
+def test_each_file_is_stated_once_per_scan(tmp_path, monkeypatch):
+    """The index keys the cache on one stat per file and hands its size to the decode, which
+    does not stat the file again (os.stat counted in this process: jobs=1 decodes here)."""
+    import os
+
+    from dsaudit.index import io as dsio
+
+    make_split_dataset(tmp_path / "d", {"train": {"a": 4, "b": 4}}, size=32)
+    (tmp_path / "d" / "train" / "a" / "empty.png").write_bytes(b"")
+    seen: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path, *args, **kwargs):
+        if str(path).endswith(".png"):
+            seen.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(dsio.os, "stat", counting_stat)
+    result = scan(tmp_path / "d", dataclasses.replace(CFG, cache=False, jobs=1))
+    assert result.summary["cache"]["misses"] == 9
+    assert len(seen) == 9 and len(set(seen)) == 9, seen
+    assert [f.check_id for f in result.findings] == ["DSA003"]   # the empty file is still found

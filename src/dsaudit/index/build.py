@@ -87,8 +87,8 @@ def build_index(layout: Layout, config: AuditConfig,
     blobs: dict[int, bytes] = {}
     if todo:
         tick = progress(len(todo)) if progress else None
-        tasks = [(entries[i].abs_path, _ext(entries[i].abs_path), config.integrity.max_pixels)
-                 for i in todo]
+        tasks = [(entries[i].abs_path, _ext(entries[i].abs_path), config.integrity.max_pixels, stats[i].size)
+                 for i in todo]   # the size from the stat above: each file is stat'ed once
         results = map_files(analyse_file_pickled, tasks, engine=config.engine, jobs=config.resolved_jobs(),
                             scheduler=config.scheduler, progress=tick, crash_result=_crash_record)
         for i, rec in zip(todo, results):

@@ -121,16 +121,18 @@ def _hash_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
-    """Read and decode one file. `task` is (abs_path, ext, max_pixels). Never raises."""
-    abs_path, ext, max_pixels = task
+def analyse_file(task: tuple) -> dict[str, Any]:
+    """Read and decode one file. `task` is (abs_path, ext, max_pixels) or (abs_path, ext, max_pixels,
+    size): build.py passes the size of the stat it keyed the cache on (a regular file, checked
+    there), so the file is stat'ed once per scan; without it the file is stat'ed here. Never raises."""
+    abs_path, ext, max_pixels, *known = task
     rec: dict[str, Any] = {
         "kind": "unreadable", "format": "", "width": 0, "height": 0, "mode": "", "channels": 0,
         "readable": False, "truncated": False, "bomb": False, "error": "", "sha256": "",
         "features": None,
     }
     try:
-        size, _ = io.stat(abs_path)
+        size = int(known[0]) if known else io.stat(abs_path)[0]
         if size == 0:
             rec["kind"] = "empty"
             rec["error"] = "file is empty (0 bytes)"
@@ -191,7 +193,7 @@ def analyse_file(task: tuple[str, str, int]) -> dict[str, Any]:
     return rec
 
 
-def analyse_file_pickled(task: tuple[str, str, int]) -> bytes:
+def analyse_file_pickled(task: tuple) -> bytes:
     """``analyse_file``'s record pickled in the worker, as the record cache stores it
     (cache.encode_record): the scanning process keeps these bytes for the cache and unpickles each
     once, instead of unpickling the worker's record and pickling it again for the cache."""
