@@ -477,8 +477,11 @@ MAX_OFFSET = 7.0            # thumbnail pixels (about 20%)
 _STEP = np.array([0.1, 0.1, 0.1, 0.1, 1.5, 1.5], np.float32)   # largest update per iteration
 _C = (THUMB - 1) / 2.0
 _GY, _GX = np.mgrid[0:THUMB, 0:THUMB].astype(np.float32)
-_UY, _UX = (_GY - _C).ravel(), (_GX - _C).ravel()
 _DISC_MASK = (((_GY - _C) ** 2 + (_GX - _C) ** 2) <= DISC ** 2).ravel().astype(np.float32)
+# The fit and its score only ever look at the inscribed disc, so they sample and sum over its
+# pixels alone (804 of 1,024): everything outside was multiplied by a zero mask before
+_DISC = np.nonzero(_DISC_MASK)[0]
+_UY, _UX = (_GY - _C).ravel()[_DISC], (_GX - _C).ravel()[_DISC]
 
 
 def _affine_init(za: np.ndarray, zb: np.ndarray, ang: np.ndarray, shift: np.ndarray):
@@ -533,20 +536,26 @@ def _grad(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _warp_affine(imgs: np.ndarray, m: np.ndarray, t: np.ndarray,
                  with_valid: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Bilinear samples (P, S*S) of per-pair images (P, S, S) at M (u - c) + c + t; the mask of
-    samples inside the image (None unless `with_valid`)."""
+    """Bilinear samples (P, D) of per-pair images (P, S, S) at M (u - c) + c + t for the D pixels u
+    of the inscribed disc; the mask of samples inside the image (None unless `with_valid`).
+
+    float32 throughout (coordinates, weights, samples): a float64 weight or map promotes every
+    array of the fit to float64, and the fit's cost is memory traffic (benchmarks/scan_speed.py,
+    leakage timings: verify)."""
     p = len(imgs)
-    by = m[:, 0, 0, None] * _UY + m[:, 0, 1, None] * _UX + (_C + t[:, 0, None])
-    bx = m[:, 1, 0, None] * _UY + m[:, 1, 1, None] * _UX + (_C + t[:, 1, None])
+    m = m.astype(np.float32, copy=False)
+    t = t.astype(np.float32, copy=False)
+    by = m[:, 0, 0, None] * _UY + m[:, 0, 1, None] * _UX + (np.float32(_C) + t[:, 0, None])
+    bx = m[:, 1, 0, None] * _UY + m[:, 1, 1, None] * _UX + (np.float32(_C) + t[:, 1, None])
     valid = ((by >= -0.01) & (by <= THUMB - 0.99) & (bx >= -0.01) & (bx <= THUMB - 0.99)) if with_valid else None
-    by = np.clip(by, 0, THUMB - 1)
-    bx = np.clip(bx, 0, THUMB - 1)
+    np.clip(by, 0, THUMB - 1, out=by)
+    np.clip(bx, 0, THUMB - 1, out=bx)
     # int32 offsets: half the memory traffic of int64 (a chunk of AFFINE_CHUNK pairs is far below 2**31)
-    y0 = np.minimum(by.astype(np.int32), THUMB - 2)
-    x0 = np.minimum(bx.astype(np.int32), THUMB - 2)
-    wy = by - y0
-    wx = bx - x0
-    idx = y0 * THUMB + x0 + (np.arange(p, dtype=np.int32) * (THUMB * THUMB))[:, None]
+    fy = np.minimum(np.floor(by), THUMB - 2)
+    fx = np.minimum(np.floor(bx), THUMB - 2)
+    wy = by - fy
+    wx = bx - fx
+    idx = fy.astype(np.int32) * THUMB + fx.astype(np.int32) + (np.arange(p, dtype=np.int32) * (THUMB * THUMB))[:, None]
     flat = np.ascontiguousarray(imgs, dtype=np.float32).reshape(-1)
     a, b = flat.take(idx), flat.take(idx + 1)
     c, d = flat.take(idx + THUMB), flat.take(idx + THUMB + 1)
@@ -555,11 +564,23 @@ def _warp_affine(imgs: np.ndarray, m: np.ndarray, t: np.ndarray,
     return top + (bot - top) * wy, valid
 
 
-def _normalise(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Zero mean and unit norm over the mask (rows of x)."""
-    n = mask.sum(-1, keepdims=True)
-    x = (x - (x * mask).sum(-1, keepdims=True) / np.maximum(n, 1)) * mask
+def _normalise(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Zero mean and unit norm over the mask (rows of x; None: every element)."""
+    if mask is None:
+        x = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    else:
+        n = mask.sum(-1, keepdims=True)
+        x = (x - (x * mask).sum(-1, keepdims=True) / np.maximum(n, 1)) * mask
     return x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-6)
+
+
+def _inv2(m: np.ndarray) -> np.ndarray:
+    """Inverses of (P, 2, 2) matrices in closed form."""
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    out = np.empty_like(m)
+    out[:, 0, 0], out[:, 1, 1] = m[:, 1, 1] / det, m[:, 0, 0] / det
+    out[:, 0, 1], out[:, 1, 0] = -m[:, 0, 1] / det, -m[:, 1, 0] / det
+    return out
 
 
 def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
@@ -586,18 +607,20 @@ def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
                               t[s:s + AFFINE_CHUNK], iters, overlap_only) for s in range(0, len(da), AFFINE_CHUNK)]
         return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
     p = len(da)
-    mask = _DISC_MASK[None]
-    ref = _normalise(da.reshape(p, -1).astype(np.float32), mask)
-    gy, gx = _grad(ref.reshape(p, THUMB, THUMB))
-    gy, gx = gy.reshape(p, -1), gx.reshape(p, -1)
-    sd = np.stack([gy * _UY, gy * _UX, gx * _UY, gx * _UX, gy, gx], axis=1) * mask[:, None]
+    da_flat = np.ascontiguousarray(da, dtype=np.float32).reshape(p, -1)
+    full = np.zeros((p, THUMB * THUMB), np.float32)
+    full[:, _DISC] = _normalise(da_flat[:, _DISC])
+    gy, gx = _grad(full.reshape(p, THUMB, THUMB))
+    gy, gx = gy.reshape(p, -1)[:, _DISC], gx.reshape(p, -1)[:, _DISC]
+    ref = full[:, _DISC]                    # the reference over the disc, zero mean, unit norm
+    da_disc = da_flat[:, _DISC]
+    sd = np.stack([gy * _UY, gy * _UX, gx * _UY, gx * _UX, gy, gx], axis=1)
     hess = np.matmul(sd, sd.transpose(0, 2, 1))
     hess += np.eye(6, dtype=np.float32) * (1e-4 * np.trace(hess, axis1=1, axis2=2)[:, None, None] / 6 + 1e-9)
-    h_inv = np.linalg.inv(hess)
+    h_inv = np.linalg.inv(hess).astype(np.float32)
     m = m.astype(np.float32).copy()
     t = t.astype(np.float32).copy()
     eye = np.eye(2, dtype=np.float32)
-    da_flat = da.reshape(p, -1).astype(np.float32)
     for _ in range(iters):
         warped, valid = _warp_affine(db, m, t, with_valid=overlap_only)
         if overlap_only:
@@ -605,18 +628,18 @@ def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
             # away otherwise pulls the fit (from the right map, y-zoom 1.26, it drifted to 1.57).
             # Not the default: freed from that surround, fits bend more lookalikes into shape
             # (clean cifar images flagged 2 -> 5 of 400).
-            use = valid * mask
-            err = (_normalise(warped, use) - _normalise(da_flat, use)) * use
+            use = valid.astype(np.float32)
+            err = (_normalise(warped, use) - _normalise(da_disc, use)) * use
         else:
-            err = _normalise(warped, mask) - ref
+            err = _normalise(warped) - ref
         dp = np.matmul(h_inv, np.matmul(sd, err[:, :, None]))[..., 0]
         dp = np.clip(dp, -_STEP, _STEP)
         # compose with the inverse of the increment: W <- W o W(dp)^-1
-        m_new = np.matmul(m, np.linalg.inv(eye + dp[:, :4].reshape(p, 2, 2)))
+        m_new = np.matmul(m, _inv2(eye + dp[:, :4].reshape(p, 2, 2)))
         t = t - np.matmul(m_new, dp[:, 4:, None])[..., 0]
         m = m_new
     warped, valid = _warp_affine(db, m, t)
-    use = valid * mask
-    ncc = (_normalise(warped, use) * _normalise(da_flat, use)).sum(axis=1)
-    ncc = np.where(use.sum(axis=1) >= MIN_OVERLAP * mask.sum(), ncc, -1.0)
+    use = valid.astype(np.float32)
+    ncc = (_normalise(warped, use) * _normalise(da_disc, use)).sum(axis=1)
+    ncc = np.where(use.sum(axis=1) >= MIN_OVERLAP * len(_DISC), ncc, -1.0)
     return ncc.astype(np.float32), m, t
