@@ -129,11 +129,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "capture":
         if not args.root.is_dir():
-            raise SystemExit(f"no such folder: {args.root}")
+            print(f"no such folder: {args.root}", file=sys.stderr)
+            raise SystemExit(2)
         capture(args.root, args.out)
     else:
         if not args.capture.is_file():
-            raise SystemExit(f"no such capture: {args.capture}")
+            print(f"no such capture: {args.capture}", file=sys.stderr)
+            raise SystemExit(2)
         if args.threads:
             os.environ["DSAUDIT_THREADS"] = str(args.threads)
         replay(args.capture, args.others, args.seed, args.sample)
