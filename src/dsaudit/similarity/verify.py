@@ -457,7 +457,8 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
 # ---------------------------------------------------------------------------------------------
 
 AFFINE_ITERS = 8
-AFFINE_CHUNK = 128          # pairs fitted together (align_affine)
+AFFINE_CHUNK = 64           # pairs fitted together (align_affine): a chunk's dozen float32 (pairs x 804)
+                            # temporaries stay within a core's 2 MB L2 cache (verify in benchmarks/scan_speed.py)
 DISC = THUMB / 2.0          # correlation over the inscribed disc: the corners of a rotation stay out
 MAX_ZOOM = 1.45             # plausible transforms (anything else is a lookalike bent into shape)
 MAX_ASPECT = 1.4            # crops of different width and height fractions change the aspect (a 4:3
