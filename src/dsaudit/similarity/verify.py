@@ -457,7 +457,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
 # ---------------------------------------------------------------------------------------------
 
 AFFINE_ITERS = 8
-AFFINE_CHUNK = 64           # pairs fitted together (align_affine): a chunk's dozen float32 (pairs x 804)
+AFFINE_CHUNK = 64           # pairs fitted together (align_affine): a chunk's dozen float32 (pairs x 812)
                             # temporaries stay within a core's 2 MB L2 cache (verify in benchmarks/scan_speed.py)
 DISC = THUMB / 2.0          # correlation over the inscribed disc: the corners of a rotation stay out
 MAX_ZOOM = 1.45             # plausible transforms (anything else is a lookalike bent into shape)
@@ -480,7 +480,7 @@ _C = (THUMB - 1) / 2.0
 _GY, _GX = np.mgrid[0:THUMB, 0:THUMB].astype(np.float32)
 _DISC_MASK = (((_GY - _C) ** 2 + (_GX - _C) ** 2) <= DISC ** 2).ravel().astype(np.float32)
 # The fit and its score only ever look at the inscribed disc, so they sample and sum over its
-# pixels alone (804 of 1,024): everything outside was multiplied by a zero mask before
+# pixels alone (812 of 1,024): everything outside was multiplied by a zero mask before
 _DISC = np.nonzero(_DISC_MASK)[0]
 _UY, _UX = (_GY - _C).ravel()[_DISC], (_GX - _C).ravel()[_DISC]
 
