@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -71,28 +70,6 @@ def config(**overrides):
     base = {"cache": False, "probe.mode": "off", "seed": 0}
     base.update(overrides)
     return load_config(None, None, base)[0]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A real Dask LocalCluster: two single-threaded worker processes, nannies restart dead ones.
-    allowed-failures=1 so that a file that kills workers is detected after two deaths, not four."""
-    import cloudpickle
-    import dask
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this file
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cl = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, silence_logs=40)
-    yield cl
-    cl.close()
-
-
-@pytest.fixture(scope="module")
-def client(cluster):
-    c = distributed.Client(cluster, set_as_default=False)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -60,22 +60,6 @@ def leaky(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Two single-threaded worker processes, as the engine's own LocalCluster has."""
-    cl = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40)
-    yield cl
-    cl.close()
-
-
-@pytest.fixture(scope="module")
-def client(cluster):
-    c = distributed.Client(cluster, set_as_default=False)
-    yield c
-    c.close()
-
-
 def _config(**kw):
     from dsaudit.config import AuditConfig
 
