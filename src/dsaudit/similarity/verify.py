@@ -27,6 +27,7 @@ Everything is vectorised over batches of pairs; no Python loop per pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import fft as _fft
@@ -414,7 +415,9 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             ia = sl[lf]
             m0, t0 = _affine_init(zza[ia], zzb[ia], angle[ia], shift[ia])
             angle_d, shift_d = angle[ia].copy(), shift[ia].copy()   # the search's, before the fit
-            take_fit(ia, *align_affine(da[lf], db[lf], m0, t0))
+            # the reference's side of the fit, once for all of a pair's fits
+            fr = fit_reference(da[lf])
+            take_fit(ia, *align_affine(None, db[lf], m0, t0, reference=fr))
             # (D') a crop of one side only (a 4:3 picture cut to a square): the discrete search is
             # isotropic and the fit does not get there from its zoom; pairs left short but close
             # get a start from each one-axis zoom
@@ -424,9 +427,10 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
             if len(near):   # the search's rotation and shift, without its (isotropic) zoom
                 ones = np.ones(len(near), np.float32)
                 m1, t1 = _affine_init(ones, ones, angle_d[close], shift_d[close])
+                fr_near, db_near = fr.take(close), db[ln]
             for scale in (ANISO_STARTS if len(near) else ()):
-                take_fit(near, *align_affine(da[ln], db[ln], scale[None] * m1, t1, overlap_only=True),
-                         one_axis=True)
+                take_fit(near, *align_affine(None, db_near, scale[None] * m1, t1, overlap_only=True,
+                                             reference=fr_near), one_axis=True)
             # (D'') the fit ends in a local optimum now and then (a crop's zoom of 1.22 where 1.19
             # lines up better, a turn of 10 degrees where 7 does): pairs still short but close are
             # fitted again from the search's zoom a step either way (ZOOM_RESTARTS)
@@ -434,7 +438,7 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
                 zd = (zza[near] / zzb[near]).astype(np.float32)
                 for dz in ZOOM_RESTARTS:
                     m_r, t_r = _affine_init(zd * dz, ones, angle_d[close], shift_d[close])
-                    take_fit(near, *align_affine(da[ln], db[ln], m_r, t_r))
+                    take_fit(near, *align_affine(None, db_near, m_r, t_r, reference=fr_near))
 
     # batches write disjoint sets of pairs of the outputs: run them on a thread pool (FFTs, matrix
     # products and most ufuncs release the GIL); per-pair results do not depend on the batching
@@ -483,6 +487,8 @@ _DISC_MASK = (((_GY - _C) ** 2 + (_GX - _C) ** 2) <= DISC ** 2).ravel().astype(n
 # pixels alone (812 of 1,024): everything outside was multiplied by a zero mask before
 _DISC = np.nonzero(_DISC_MASK)[0]
 _UY, _UX = (_GY - _C).ravel()[_DISC], (_GX - _C).ravel()[_DISC]
+_UYX = np.stack([_UY, _UX])                 # (2, D): a map's sample coordinates are M @ _UYX + c + t
+_LO, _HI = np.float32(-0.01), np.float32(THUMB - 0.99)   # samples inside the image
 
 
 def _affine_init(za: np.ndarray, zb: np.ndarray, ang: np.ndarray, shift: np.ndarray):
@@ -535,34 +541,65 @@ def _grad(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gy, gx
 
 
+class _Warper:
+    """Bilinear samples (P, D) of a chunk's query images (P, S, S) at M (u - c) + c + t for the D
+    pixels u of the inscribed disc, and the mask of samples inside the image (edge values clamp).
+
+    float32 throughout (coordinates, weights, samples): a float64 weight or map promotes every
+    array of the fit to float64, and the fit's cost is memory traffic. Its work arrays are made
+    once for the chunk's nine warps and written in place: a fit's dozen fresh (pairs x 812) arrays
+    an iteration cost as much again in allocation and page faults as the arithmetic on them
+    (benchmarks/verify_replay.py). The samples returned are overwritten by the next call."""
+
+    def __init__(self, imgs: np.ndarray):
+        p, d = len(imgs), len(_DISC)
+        self.flat = np.ascontiguousarray(imgs, dtype=np.float32).reshape(-1)
+        # int32 offsets: half the memory traffic of int64 (a chunk of AFFINE_CHUNK pairs is far below 2**31)
+        self.base = (np.arange(p, dtype=np.int32) * (THUMB * THUMB))[:, None]
+        self.co = np.empty((p, 2, d), np.float32)
+        self.fl = np.empty((p, 2, d), np.float32)
+        self.cell = np.empty((p, 2, d), np.int32)
+        self.idx = np.empty((p, d), np.int32)
+        self.corners = np.empty((4, p, d), np.float32)
+
+    def __call__(self, m: np.ndarray, t: np.ndarray, with_valid: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        co = np.matmul(m.astype(np.float32, copy=False), _UYX, out=self.co)
+        co += (np.float32(_C) + t.astype(np.float32, copy=False))[:, :, None]
+        valid = ((co >= _LO) & (co <= _HI)).all(axis=1) if with_valid else None
+        np.clip(co, np.float32(0), np.float32(THUMB - 1), out=co)
+        fl = np.floor(co, out=self.fl)
+        np.minimum(fl, np.float32(THUMB - 2), out=fl)
+        np.copyto(self.cell, fl, casting="unsafe")
+        co -= fl                                  # the bilinear weights
+        idx = np.multiply(self.cell[:, 0], np.int32(THUMB), out=self.idx)
+        idx += self.cell[:, 1]
+        idx += self.base
+        a, b, c, d = self.corners
+        flat = self.flat
+        # the right and lower neighbours from the image shifted by 1 and THUMB (offsets in range:
+        # the cell's corner is at most THUMB - 2 in each direction)
+        flat.take(idx, out=a, mode="clip")
+        flat[1:].take(idx, out=b, mode="clip")
+        flat[THUMB:].take(idx, out=c, mode="clip")
+        flat[THUMB + 1:].take(idx, out=d, mode="clip")
+        wy, wx = co[:, 0], co[:, 1]
+        b -= a
+        b *= wx
+        b += a          # top row
+        d -= c
+        d *= wx
+        d += c          # bottom row
+        d -= b
+        d *= wy
+        d += b
+        return d, valid
+
+
 def _warp_affine(imgs: np.ndarray, m: np.ndarray, t: np.ndarray,
                  with_valid: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Bilinear samples (P, D) of per-pair images (P, S, S) at M (u - c) + c + t for the D pixels u
-    of the inscribed disc; the mask of samples inside the image (None unless `with_valid`).
-
-    float32 throughout (coordinates, weights, samples): a float64 weight or map promotes every
-    array of the fit to float64, and the fit's cost is memory traffic (benchmarks/scan_speed.py,
-    leakage timings: verify)."""
-    p = len(imgs)
-    m = m.astype(np.float32, copy=False)
-    t = t.astype(np.float32, copy=False)
-    by = m[:, 0, 0, None] * _UY + m[:, 0, 1, None] * _UX + (np.float32(_C) + t[:, 0, None])
-    bx = m[:, 1, 0, None] * _UY + m[:, 1, 1, None] * _UX + (np.float32(_C) + t[:, 1, None])
-    valid = ((by >= -0.01) & (by <= THUMB - 0.99) & (bx >= -0.01) & (bx <= THUMB - 0.99)) if with_valid else None
-    np.clip(by, 0, THUMB - 1, out=by)
-    np.clip(bx, 0, THUMB - 1, out=bx)
-    # int32 offsets: half the memory traffic of int64 (a chunk of AFFINE_CHUNK pairs is far below 2**31)
-    fy = np.minimum(np.floor(by), THUMB - 2)
-    fx = np.minimum(np.floor(bx), THUMB - 2)
-    wy = by - fy
-    wx = bx - fx
-    idx = fy.astype(np.int32) * THUMB + fx.astype(np.int32) + (np.arange(p, dtype=np.int32) * (THUMB * THUMB))[:, None]
-    flat = np.ascontiguousarray(imgs, dtype=np.float32).reshape(-1)
-    a, b = flat.take(idx), flat.take(idx + 1)
-    c, d = flat.take(idx + THUMB), flat.take(idx + THUMB + 1)
-    top = a + (b - a) * wx
-    bot = c + (d - c) * wx
-    return top + (bot - top) * wy, valid
+    of the inscribed disc; the mask of samples inside the image (None unless `with_valid`)."""
+    return _Warper(imgs)(m, t, with_valid)
 
 
 def _normalise(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -584,14 +621,81 @@ def _inv2(m: np.ndarray) -> np.ndarray:
     return out
 
 
+class FitReference(NamedTuple):
+    """The reference side of the affine fit, per pair. It depends on the reference image alone, so
+    every fit of a pair (the main fit, the one-axis starts, the zoom restarts) shares it
+    (`fit_reference`, `take`)."""
+
+    disc: np.ndarray        # (P, D) the reference detail image over the inscribed disc
+    ref: np.ndarray         # (P, D) the same, zero mean and unit norm
+    steep: np.ndarray       # (P, 6, D) the inverse Hessian times the steepest-descent images
+    steep_sum: np.ndarray   # (P, 6) steep @ 1
+    steep_ref: np.ndarray   # (P, 6) steep @ ref
+
+    def take(self, s) -> FitReference:
+        return FitReference(*(x[s] for x in self))
+
+
+def fit_reference(da: np.ndarray) -> FitReference:
+    """`FitReference` of reference detail images (P, S, S)."""
+    if len(da) > AFFINE_CHUNK:
+        parts = [fit_reference(da[s:s + AFFINE_CHUNK]) for s in range(0, len(da), AFFINE_CHUNK)]
+        return FitReference(*(np.concatenate([part[i] for part in parts]) for i in range(5)))
+    p = len(da)
+    da_flat = np.ascontiguousarray(da, dtype=np.float32).reshape(p, -1)
+    full = np.zeros((p, THUMB * THUMB), np.float32)
+    disc = da_flat[:, _DISC]
+    full[:, _DISC] = _normalise(disc)
+    gy, gx = _grad(full.reshape(p, THUMB, THUMB))
+    gy, gx = gy.reshape(p, -1)[:, _DISC], gx.reshape(p, -1)[:, _DISC]
+    ref = full[:, _DISC]                    # the reference over the disc, zero mean, unit norm
+    sd = np.stack([gy * _UY, gy * _UX, gx * _UY, gx * _UX, gy, gx], axis=1)
+    hess = np.matmul(sd, sd.transpose(0, 2, 1))
+    hess += np.eye(6, dtype=np.float32) * (1e-4 * np.trace(hess, axis1=1, axis2=2)[:, None, None] / 6 + 1e-9)
+    steep = np.matmul(np.linalg.inv(hess).astype(np.float32), sd)
+    return FitReference(disc, ref, steep, steep.sum(axis=2), np.matmul(steep, ref[:, :, None])[..., 0])
+
+
+def _update(warped: np.ndarray, fr: FitReference) -> np.ndarray:
+    """The Gauss-Newton step (P, 6) of the whole disc: steep @ (normalised warped - ref), with the
+    normalisation (zero mean, unit norm) applied to the product instead of the samples."""
+    s1 = warped.sum(axis=1)
+    s2 = np.einsum("pd,pd->p", warped, warped)
+    g = np.matmul(fr.steep, warped[:, :, None])[..., 0]
+    mean = s1 / np.float32(warped.shape[1])
+    norm = np.maximum(np.sqrt(np.maximum(s2 - s1 * mean, 0)), np.float32(1e-6))
+    return (g - mean[:, None] * fr.steep_sum) / norm[:, None] - fr.steep_ref
+
+
+def _update_overlap(warped: np.ndarray, valid: np.ndarray, fr: FitReference, work: np.ndarray) -> np.ndarray:
+    """The step over the samples inside the query alone: steep @ ((normalised warped - normalised
+    reference) * use), both normalised over `use` (the valid samples), again applied to the
+    products: steep @ [warped * use, use, reference * use] in one product."""
+    uw, use, ua = work[:, 0], work[:, 1], work[:, 2]
+    np.copyto(use, valid)
+    np.multiply(warped, use, out=uw)
+    np.multiply(fr.disc, use, out=ua)
+    g = np.matmul(work, fr.steep.transpose(0, 2, 1))         # (P, 3, 6)
+    n = np.maximum(use.sum(axis=1), np.float32(1))
+    sw, sa = uw.sum(axis=1), ua.sum(axis=1)
+    mw, ma = sw / n, sa / n
+    nw = np.maximum(np.sqrt(np.maximum(np.einsum("pd,pd->p", uw, warped) - sw * mw, 0)), np.float32(1e-6))
+    na = np.maximum(np.sqrt(np.maximum(np.einsum("pd,pd->p", ua, fr.disc) - sa * ma, 0)), np.float32(1e-6))
+    return ((g[:, 0] - mw[:, None] * g[:, 1]) / nw[:, None]
+            - (g[:, 2] - ma[:, None] * g[:, 1]) / na[:, None])
+
+
 def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
-                 iters: int = AFFINE_ITERS, overlap_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 iters: int = AFFINE_ITERS, overlap_only: bool = False,
+                 reference: FitReference | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit an affine map that lines the query detail image db up with the reference da, starting
     from (m, t), and return (NCC over the inscribed disc, fitted m, fitted t).
 
     Inverse-compositional Lucas-Kanade (Baker and Matthews) on normalised images, so gain and
     offset do not matter: the reference's steepest-descent images and Hessian are computed once per
-    pair, and each iteration costs one bilinear warp and a small matrix product. The discrete search
+    pair (`reference`: `fit_reference(da)`, shared by all fits of a pair, da then unused), and each
+    iteration costs one bilinear warp and a small matrix product (the normalisation of the warped
+    samples is applied to that product, `_update`). The discrete search
     before it gets within a pixel or two; this removes what is left (a rotation between the tried
     angles, an unequal crop of width and height, a sub-pixel shift): on COVID-CT it takes the
     share of cropped copies confirmed from 13% to 100% and of rotated ones from 14% to 98%
@@ -599,48 +703,41 @@ def align_affine(da: np.ndarray, db: np.ndarray, m: np.ndarray, t: np.ndarray,
     corners of a rotation out of the score (the smeared rows of an edge-filled shift are already left
     out of the thumbnail, hashing.fill_bands).
 
-    Pairs are fitted AFFINE_CHUNK at a time: each iteration makes a dozen (pairs x 1024) temporaries,
+    Pairs are fitted AFFINE_CHUNK at a time: each iteration works on a dozen (pairs x 812) arrays,
     which for a whole batch of 2,000 pairs no longer fit in the CPU caches (the fit of one pair does
     not depend on the others; the cost shows in the verification times of
     benchmarks/leakage_recall.py, which spends most of it in fits on CT lookalikes)."""
-    if len(da) > AFFINE_CHUNK:
-        parts = [align_affine(da[s:s + AFFINE_CHUNK], db[s:s + AFFINE_CHUNK], m[s:s + AFFINE_CHUNK],
-                              t[s:s + AFFINE_CHUNK], iters, overlap_only) for s in range(0, len(da), AFFINE_CHUNK)]
+    if reference is None:
+        reference = fit_reference(da)
+    if len(db) > AFFINE_CHUNK:
+        parts = [align_affine(None, db[s:s + AFFINE_CHUNK], m[s:s + AFFINE_CHUNK], t[s:s + AFFINE_CHUNK], iters,
+                              overlap_only, reference.take(slice(s, s + AFFINE_CHUNK)))
+                 for s in range(0, len(db), AFFINE_CHUNK)]
         return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
-    p = len(da)
-    da_flat = np.ascontiguousarray(da, dtype=np.float32).reshape(p, -1)
-    full = np.zeros((p, THUMB * THUMB), np.float32)
-    full[:, _DISC] = _normalise(da_flat[:, _DISC])
-    gy, gx = _grad(full.reshape(p, THUMB, THUMB))
-    gy, gx = gy.reshape(p, -1)[:, _DISC], gx.reshape(p, -1)[:, _DISC]
-    ref = full[:, _DISC]                    # the reference over the disc, zero mean, unit norm
-    da_disc = da_flat[:, _DISC]
-    sd = np.stack([gy * _UY, gy * _UX, gx * _UY, gx * _UX, gy, gx], axis=1)
-    hess = np.matmul(sd, sd.transpose(0, 2, 1))
-    hess += np.eye(6, dtype=np.float32) * (1e-4 * np.trace(hess, axis1=1, axis2=2)[:, None, None] / 6 + 1e-9)
-    h_inv = np.linalg.inv(hess).astype(np.float32)
+    p = len(db)
+    fr = reference
+    warper = _Warper(db)
+    work = np.empty((p, 3, len(_DISC)), np.float32) if overlap_only else None
     m = m.astype(np.float32).copy()
     t = t.astype(np.float32).copy()
     eye = np.eye(2, dtype=np.float32)
     for _ in range(iters):
-        warped, valid = _warp_affine(db, m, t, with_valid=overlap_only)
+        warped, valid = warper(m, t, with_valid=overlap_only)
         if overlap_only:
             # only where the query has pixels: the reference's surround that a one-axis crop cut
             # away otherwise pulls the fit (from the right map, y-zoom 1.26, it drifted to 1.57).
             # Not the default: freed from that surround, fits bend more lookalikes into shape
             # (clean cifar images flagged 2 -> 5 of 400).
-            use = valid.astype(np.float32)
-            err = (_normalise(warped, use) - _normalise(da_disc, use)) * use
+            dp = _update_overlap(warped, valid, fr, work)
         else:
-            err = _normalise(warped) - ref
-        dp = np.matmul(h_inv, np.matmul(sd, err[:, :, None]))[..., 0]
+            dp = _update(warped, fr)
         dp = np.clip(dp, -_STEP, _STEP)
         # compose with the inverse of the increment: W <- W o W(dp)^-1
         m_new = np.matmul(m, _inv2(eye + dp[:, :4].reshape(p, 2, 2)))
         t = t - np.matmul(m_new, dp[:, 4:, None])[..., 0]
         m = m_new
-    warped, valid = _warp_affine(db, m, t)
+    warped, valid = warper(m, t)
     use = valid.astype(np.float32)
-    ncc = (_normalise(warped, use) * _normalise(da_disc, use)).sum(axis=1)
+    ncc = (_normalise(warped, use) * _normalise(fr.disc, use)).sum(axis=1)
     ncc = np.where(use.sum(axis=1) >= MIN_OVERLAP * len(_DISC), ncc, -1.0)
     return ncc.astype(np.float32), m, t
