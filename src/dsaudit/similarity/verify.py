@@ -130,21 +130,51 @@ def warp(imgs: np.ndarray, z: float, angle: float = 0.0) -> np.ndarray:
 
 
 class _Geometry:
-    """FFT sizes for correlating size x size images over shifts up to max_shift."""
+    """Correlating size x size images over shifts up to max_shift: FFT size, overlap windows and
+    the partial inverse transform.
+
+    Only the cross term of the overlap NCC goes through the FFT. The window sums of each side
+    (its sum and sum of squares over every overlap) are two products with 0/1 window matrices,
+    and the inverse transform computes only the (2 max_shift + 1)^2 shifts kept, as two small
+    DFT products: before, each side took two more forward and two full inverse FFTs, about two
+    thirds of the correlation's time (benchmarks/verify_replay.py)."""
 
     def __init__(self, size: int, max_shift: int, pad: int):
         self.size, self.pad = size, pad
         self.shifts = np.arange(-max_shift, max_shift + 1)
-        ones = np.zeros((pad, pad), np.float32)
-        ones[:size, :size] = 1.0
-        self.f_ones = _fft.rfft2(ones)[None]
-        self.count = self.corr(self.f_ones, self.f_ones)[0]
+        # win[k, y]: row (or column) y of the reference lies in the overlap with the query moved by
+        # shifts[k]; the query's own overlap is the mirror image
+        y = np.arange(size)
+        lo, hi = np.maximum(self.shifts, 0), np.minimum(size + self.shifts, size)
+        self.win = ((y >= lo[:, None]) & (y < hi[:, None])).astype(np.float32)
+        self.win_query = np.ascontiguousarray(self.win[::-1])
+        widths = self.win.sum(axis=1)
+        self.count = np.outer(widths, widths).astype(np.float32)     # pixels in each overlap
+        # the inverse real FFT at the kept shifts only: along the full axis a (shifts x pad) DFT,
+        # along the halved one the real and imaginary parts of a (pad // 2 + 1, shifts) DFT
+        idx = self.shifts % pad
+        self.inv_rows = (np.exp(2j * np.pi * np.outer(idx, np.arange(pad)) / pad) / pad).astype(np.complex64)
+        half = np.arange(pad // 2 + 1)
+        weight = np.where((half == 0) | (2 * half == pad), 1.0, 2.0)[:, None] / pad
+        cols = np.exp(2j * np.pi * np.outer(half, idx) / pad) * weight
+        self.inv_cols_re = cols.real.astype(np.float32)
+        self.inv_cols_im = cols.imag.astype(np.float32)
 
-    def corr(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
-        """c[dy, dx] = sum_y,x a[y, x] * b[y - dy, x - dx] for the small shifts."""
-        full = _fft.irfft2(fa * np.conj(fb), s=(self.pad, self.pad))
-        idx = self.shifts % self.pad
-        return full[:, idx][:, :, idx]
+    def spectrum(self, x: np.ndarray) -> np.ndarray:
+        """Real FFT of the images (P, size, size) zero-padded to pad x pad."""
+        return _fft.rfft2(x, s=(self.pad, self.pad))
+
+    def corr(self, fa: np.ndarray, fb_conj: np.ndarray) -> np.ndarray:
+        """c[dy, dx] = sum_y,x a[y, x] * b[y - dy, x - dx] for the small shifts, from the spectrum
+        of a and the conjugate spectrum of b."""
+        rows = np.matmul(self.inv_rows, fa * fb_conj)
+        return np.matmul(rows.real, self.inv_cols_re) - np.matmul(rows.imag, self.inv_cols_im)
+
+    def window_sums(self, x: np.ndarray, query: bool) -> np.ndarray:
+        """(P, shifts, shifts) sums of the images over each overlap: the reference's, or the
+        query's (moved by the shift)."""
+        w = self.win_query if query else self.win
+        return np.matmul(w, np.matmul(x, w.T))
 
 
 _FULL = _Geometry(THUMB, MAX_SHIFT, _PAD)
@@ -153,17 +183,15 @@ _SHIFTS = _FULL.shifts
 
 
 def side_terms(x: np.ndarray, geo: _Geometry = _FULL, query: bool = True) -> tuple[np.ndarray, ...]:
-    """What `overlap_ncc` needs of one side of its pairs: the FFT of the padded images and their
-    window sums and sums of squares over every overlap. A side correlated with several others (the
-    query against each warped reference of the search) is transformed once."""
-    p, size, pad = len(x), geo.size, geo.pad
-    px = np.zeros((p, pad, pad), np.float32)
-    px[:, :size, :size] = x
-    fx, fx2 = _fft.rfft2(px), _fft.rfft2(px * px)
-    ones = geo.f_ones
+    """What `overlap_ncc` needs of one side of its pairs: the FFT of the padded images (the
+    query's conjugated) and their window sums and sums of squares over every overlap. A side
+    correlated with several others (the query against each warped reference of the search) is
+    transformed once."""
+    x = np.asarray(x, dtype=np.float32)
+    fx = geo.spectrum(x)
     if query:
-        return fx, geo.corr(ones, fx), geo.corr(ones, fx2)
-    return fx, geo.corr(fx, ones), geo.corr(fx2, ones)
+        fx = np.conj(fx, out=fx)
+    return fx, geo.window_sums(x, query), geo.window_sums(x * x, query)
 
 
 def overlap_ncc(a: np.ndarray, b: np.ndarray | None, geo: _Geometry = _FULL,
