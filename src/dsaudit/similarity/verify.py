@@ -665,10 +665,16 @@ class FitReference(NamedTuple):
 
 
 def fit_reference(da: np.ndarray) -> FitReference:
-    """`FitReference` of reference detail images (P, S, S)."""
+    """`FitReference` of reference detail images (P, S, S), made AFFINE_CHUNK pairs at a time
+    into arrays allocated once (concatenating the chunks' parts cost a quarter of the work)."""
     if len(da) > AFFINE_CHUNK:
-        parts = [fit_reference(da[s:s + AFFINE_CHUNK]) for s in range(0, len(da), AFFINE_CHUNK)]
-        return FitReference(*(np.concatenate([part[i] for part in parts]) for i in range(5)))
+        p, d = len(da), len(_DISC)
+        out = FitReference(np.empty((p, d), np.float32), np.empty((p, d), np.float32),
+                           np.empty((p, 6, d), np.float32), np.empty((p, 6), np.float32), np.empty((p, 6), np.float32))
+        for s in range(0, p, AFFINE_CHUNK):
+            for whole, part in zip(out, fit_reference(da[s:s + AFFINE_CHUNK])):
+                whole[s:s + AFFINE_CHUNK] = part
+        return out
     p = len(da)
     da_flat = np.ascontiguousarray(da, dtype=np.float32).reshape(p, -1)
     full = np.zeros((p, THUMB * THUMB), np.float32)
