@@ -10,7 +10,8 @@ cached 32x32 grey thumbnails:
    silhouette that all CT slices share, or a sky gradient, does not count as similarity);
 3. a small scale search (zooming either side in by up to 25%, i.e. crops of up to ~10% per side)
    and, for each scale, the normalised cross-correlation over the overlap for every shift of up to
-   ``MAX_SHIFT`` pixels at once (FFT correlation of the images, their squares and their masks),
+   ``MAX_SHIFT`` pixels at once (the cross term by FFT, each side's sums over every overlap by
+   products with 0/1 window matrices),
    with at least ``MIN_OVERLAP`` of the area in common, plus a few small rotations (for pairs that
    the best shift leaves far off, only when a quick half-resolution look finds them turned);
 4. from the best alignment found, an affine fit (inverse-compositional Lucas-Kanade, a few
