@@ -139,6 +139,25 @@ def test_approximate_knn_keeps_most_neighbours_of_a_large_set():
     assert (np.diff(dist, axis=1) >= -1e-6).all()                   # nearest first
 
 
+def test_exact_knn_is_the_brute_force_answer_with_copies_and_tiny_sets():
+    from dsaudit.content.neighbours import knn
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 12))
+    x[10:14] = x[3]                                   # five identical rows: ties at distance 0
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.inf)
+    idx, dist = knn(x, 6)
+    assert not (idx == np.arange(300)[:, None]).any()
+    np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :6], atol=1e-5)
+    assert set(idx[3, :4].tolist()) == {10, 11, 12, 13} and np.allclose(dist[3, :4], 0)
+    rows = np.array([5, 200])
+    idx_r, dist_r = knn(x, 6, rows=rows)
+    np.testing.assert_array_equal(idx_r, idx[rows])
+    small, small_d = knn(x[:3], 5)                  # fewer than k others: padded
+    assert (small[:, 2:] == -1).all() and np.isnan(small_d[:, 2:]).all() and (small[:, :2] >= 0).all()
+
+
 def test_outlier_in_a_class_is_listed_first(tmp_path):
     two_photo_classes(tmp_path)
     found, _ = audit(tmp_path, select=("DSA420",))
