@@ -66,6 +66,46 @@ def test_auc_and_interval():
     assert lo < auc(s, y) < hi
 
 
+def test_bootstrap_interval_is_the_auc_of_each_resample():
+    rng = np.random.default_rng(3)
+    y = np.array([0] * 60 + [1] * 40)
+    s = np.round(rng.normal(size=100) + 0.5 * y, 1)      # rounded: many ties
+    draw = np.random.default_rng(7)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    vals = []
+    for _ in range(50):
+        idx = np.concatenate([draw.choice(pos, len(pos)), draw.choice(neg, len(neg))])
+        vals.append(auc(s[idx], y[idx]))
+    assert auc_interval(s, y, seed=7, n=50) == tuple(np.percentile(vals, [2.5, 97.5]))
+
+
+def test_domain_classifier_is_scikit_learns_pipeline():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from dsaudit.checks.drift import domain_classifier
+    from dsaudit.content.classifier import stratified_folds
+
+    rng = np.random.default_rng(5)
+    y = np.concatenate([np.zeros(230, int), np.ones(170, int)])
+    x = rng.normal(size=(400, 12)) * rng.uniform(0.1, 30, 12) + 0.4 * y[:, None]
+    x[:, 3] = 7.0                                           # a constant column
+    for seed in (0, 11):
+        folds = stratified_folds(y, 5, seed)
+        for i, (_, held) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y)):
+            np.testing.assert_array_equal(np.flatnonzero(folds == i), held)
+    ours = domain_classifier(x, y, 0)
+    theirs = np.zeros(len(y))
+    for fit, held in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000, tol=1e-10))
+        theirs[held] = model.fit(x[fit], y[fit]).decision_function(x[held])
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    separable = domain_classifier(x + 50 * y[:, None], y, 0)   # the shifted split: the penalty keeps it finite
+    assert np.isfinite(separable).all() and auc(separable, y) == 1.0
+
+
 def two_photo_classes(root, per_class=40):
     """Class "temple" from one bundled photo, class "flower" from the other: real images whose
     classes really look different, so a look-alike vote means something."""
