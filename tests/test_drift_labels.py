@@ -198,6 +198,32 @@ def test_exact_knn_is_the_brute_force_answer_with_copies_and_tiny_sets():
     assert (small[:, 2:] == -1).all() and np.isnan(small_d[:, 2:]).all() and (small[:, :2] >= 0).all()
 
 
+def test_probed_search_returns_what_faiss_ivf_returns():
+    import faiss
+
+    from dsaudit.content.neighbours import probed_knn
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(30, 16)) * 3
+    x = (centres[rng.integers(0, 30, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    x[100:140] = x[7]                                           # a cluster of exact copies
+    quantizer = faiss.IndexFlatL2(16)
+    ivf = faiss.IndexIVFFlat(quantizer, 16, 24, faiss.METRIC_L2)
+    ivf.cp.seed = 0
+    ivf.train(x)
+    ivf.add(x)
+    ivf.nprobe = 5
+    want_d, want = ivf.search(x, 11)
+    _, lists = quantizer.search(x, 5)
+    got, got_d = probed_knn(x, lists, 11)
+    np.testing.assert_allclose(got_d, want_d, atol=1e-3)        # the same distances, nearest first
+    same = [set(a) == set(b) for a, b in zip(got, want)]
+    ties = np.isclose(want_d[:, -1], want_d[:, -2], atol=1e-3)   # the 11th shared with a 10th
+    assert all(s or t for s, t in zip(same, ties)) and np.mean(same) > 0.97
+    assert set(got[7].tolist()) <= set(range(100, 140)) | {7}
+    np.testing.assert_array_equal(got[:, 0] >= 0, True)
+
+
 def test_outlier_in_a_class_is_listed_first(tmp_path):
     two_photo_classes(tmp_path)
     found, _ = audit(tmp_path, select=("DSA420",))
