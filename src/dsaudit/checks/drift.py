@@ -159,7 +159,7 @@ class PropertyDrift(Check):
                 sign = -1 if props[top]["median_eval"] > props[top]["median_train"] else 1
                 examples = [f["path"].iat[i] for i in ev[np.argsort(sign * v, kind="stable")[:EXAMPLES]]]
             per_class = {c: {k: props[k]["per_class"][c] for k in drifted if c in props[k].get("per_class", {})}
-                         for c in sorted(set(f["label"]))}
+                         for c in sorted(f["label"].unique())}
             per_class = {c: v for c, v in per_class.items() if v}
             yield self.finding(
                 f"{split_name(split).capitalize()} images differ from train in {len(drifted)} "
