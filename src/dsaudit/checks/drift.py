@@ -11,10 +11,13 @@ another compression). Both are reported per class too.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+import pandas as pd
 
+from dsaudit.analysis import Analysis
 from dsaudit.checks.balance import ordered_splits, split_name
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.content.analysis import NUMERIC, ContentAnalysis, content_analysis, histogram
@@ -64,13 +67,16 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
     ev = (f["split"] == split).to_numpy()
     labels = f["label"].to_numpy()
     out: dict[str, Any] = {}
+    classes = [(c, tr & (labels == c), ev & (labels == c))   # the class masks, once for all properties
+               for c in sorted(set(pd.unique(labels[tr])) & set(pd.unique(labels[ev])))]
+    groups = f["split"].to_numpy()[tr | ev]
     for prop in NUMERIC:
         v = f[prop].to_numpy(dtype=float)
         d, p = _ks(v[tr], v[ev])
         m_tr, m_ev = float(np.median(v[tr])), float(np.median(v[ev]))
         per_class = {}
-        for c in sorted(set(labels[tr]) & set(labels[ev])):
-            x, y = v[tr & (labels == c)], v[ev & (labels == c)]
+        for c, in_tr, in_ev in classes:
+            x, y = v[in_tr], v[in_ev]
             if len(x) >= MIN_SIDE and len(y) >= MIN_SIDE:
                 dc, pc = _ks(x, y)
                 per_class[c] = {"ks": round(dc, 4), "p_value": pc}
@@ -78,7 +84,7 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
                      "drifted": bool(p < cfg.drift_p_value and d >= cfg.drift_min_effect),
                      "direction": WORDS[prop][1 if m_ev > m_tr else 2] if m_ev != m_tr else "",
                      "per_class": per_class,
-                     "histogram": histogram(v[tr | ev], f["split"].to_numpy()[tr | ev], bins=24)}
+                     "histogram": histogram(v[tr | ev], groups, bins=24)}
     fmt = f["format"].to_numpy()
     levels = sorted(set(fmt[tr | ev]))
     if len(levels) >= 2:
@@ -91,6 +97,28 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
                          "train": dict(zip(levels, table[:, 0].tolist())),
                          "eval": dict(zip(levels, table[:, 1].tolist()))}
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class SplitProperties(Analysis):
+    """property_drift of every evaluation split (at least MIN_SIDE images, train too) against train,
+    computed once for DSA410, which reports it, and DSA411, which explains its drift by it."""
+
+    name = "split_properties"
+    requires = (ContentAnalysis,)
+
+    by_split: dict[str, dict[str, Any]]
+
+    @classmethod
+    def compute(cls, index: Any, config: Any, results: Mapping[type, Analysis] = {},
+                notify: Any = None) -> "SplitProperties":
+        a = results[ContentAnalysis]
+        splits = a.frame["split"]
+        counts = splits.value_counts()
+        if len(a) == 0 or counts.get("train", 0) < MIN_SIDE:
+            return cls({})
+        return cls({s: property_drift(a, s, config.content) for s in sorted(counts.index)
+                    if s not in ("train", "") and counts[s] >= MIN_SIDE})
 
 
 def describe(props: dict[str, Any], split: str) -> str:
@@ -137,7 +165,7 @@ class PropertyDrift(Check):
     name = "drift.property-drift"
     severity = Severity.WARNING
     family = "drift"
-    requires = (ContentAnalysis,)
+    requires = (ContentAnalysis, SplitProperties)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -146,7 +174,7 @@ class PropertyDrift(Check):
         section = ctx.sections.setdefault("content", {}).setdefault("drift", {})
         f = a.frame
         for split in evaluation_pairs(ctx, a):
-            props = property_drift(a, split, ctx.config.content)
+            props = ctx.result(SplitProperties).by_split[split]
             section.setdefault(split_name(split), {})["properties"] = props
             drifted = [k for k, v in props.items() if v["drifted"]]
             if not drifted:
@@ -267,7 +295,7 @@ class DomainDrift(Check):
     name = "drift.domain-classifier"
     severity = Severity.WARNING
     family = "drift"
-    requires = (ContentAnalysis,)
+    requires = (ContentAnalysis, SplitProperties)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -282,7 +310,7 @@ class DomainDrift(Check):
             section.setdefault(split_name(split), {})["domain"] = res
             if not res["drifted"]:
                 continue
-            props = property_drift(a, split, ctx.config.content)
+            props = ctx.result(SplitProperties).by_split[split]
             why = describe(props, split)
             classes = sorted(res["per_class"].items(), key=lambda kv: -kv[1]["auc"])
             per_class = "; per class " + ", ".join(f"{c!r} {v['auc']:.2f}" for c, v in classes[:5]) if classes else ""

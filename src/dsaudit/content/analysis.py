@@ -133,7 +133,7 @@ def histogram(values: np.ndarray, groups: np.ndarray, bins: int = 30) -> dict[st
         lo, hi = float(values[finite].min()), float(values[finite].max()) + 1e-9
     edges = np.linspace(lo, hi, bins + 1)
     out: dict[str, Any] = {"edges": [round(float(e), 6) for e in edges], "counts": {}}
-    for g in sorted(set(groups.tolist())):
+    for g in sorted(pd.unique(np.asarray(groups)).tolist()):
         v = np.clip(values[(groups == g) & finite], lo, hi)
         out["counts"][str(g) or "pool"] = np.histogram(v, bins=edges)[0].astype(int).tolist()
     return out
