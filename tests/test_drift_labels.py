@@ -66,6 +66,46 @@ def test_auc_and_interval():
     assert lo < auc(s, y) < hi
 
 
+def test_bootstrap_interval_is_the_auc_of_each_resample():
+    rng = np.random.default_rng(3)
+    y = np.array([0] * 60 + [1] * 40)
+    s = np.round(rng.normal(size=100) + 0.5 * y, 1)      # rounded: many ties
+    draw = np.random.default_rng(7)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    vals = []
+    for _ in range(50):
+        idx = np.concatenate([draw.choice(pos, len(pos)), draw.choice(neg, len(neg))])
+        vals.append(auc(s[idx], y[idx]))
+    assert auc_interval(s, y, seed=7, n=50) == tuple(np.percentile(vals, [2.5, 97.5]))
+
+
+def test_domain_classifier_is_scikit_learns_pipeline():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from dsaudit.checks.drift import domain_classifier
+    from dsaudit.content.classifier import stratified_folds
+
+    rng = np.random.default_rng(5)
+    y = np.concatenate([np.zeros(230, int), np.ones(170, int)])
+    x = rng.normal(size=(400, 12)) * rng.uniform(0.1, 30, 12) + 0.4 * y[:, None]
+    x[:, 3] = 7.0                                           # a constant column
+    for seed in (0, 11):
+        folds = stratified_folds(y, 5, seed)
+        for i, (_, held) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y)):
+            np.testing.assert_array_equal(np.flatnonzero(folds == i), held)
+    ours = domain_classifier(x, y, 0)
+    theirs = np.zeros(len(y))
+    for fit, held in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000, tol=1e-10))
+        theirs[held] = model.fit(x[fit], y[fit]).decision_function(x[held])
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    separable = domain_classifier(x + 50 * y[:, None], y, 0)   # the shifted split: the penalty keeps it finite
+    assert np.isfinite(separable).all() and auc(separable, y) == 1.0
+
+
 def two_photo_classes(root, per_class=40):
     """Class "temple" from one bundled photo, class "flower" from the other: real images whose
     classes really look different, so a look-alike vote means something."""
@@ -137,6 +177,51 @@ def test_approximate_knn_keeps_most_neighbours_of_a_large_set():
     assert kept > 0.9 and abs(approx.recall - kept) < 0.05        # the sampled recall tells the truth
     assert not (idx == np.arange(4000)[:, None]).any()             # never its own neighbour
     assert (np.diff(dist, axis=1) >= -1e-6).all()                   # nearest first
+
+
+def test_exact_knn_is_the_brute_force_answer_with_copies_and_tiny_sets():
+    from dsaudit.content.neighbours import knn
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 12))
+    x[10:14] = x[3]                                   # five identical rows: ties at distance 0
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.inf)
+    idx, dist = knn(x, 6)
+    assert not (idx == np.arange(300)[:, None]).any()
+    np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :6], atol=1e-5)
+    assert set(idx[3, :4].tolist()) == {10, 11, 12, 13} and np.allclose(dist[3, :4], 0)
+    rows = np.array([5, 200])
+    idx_r, dist_r = knn(x, 6, rows=rows)
+    np.testing.assert_array_equal(idx_r, idx[rows])
+    small, small_d = knn(x[:3], 5)                  # fewer than k others: padded
+    assert (small[:, 2:] == -1).all() and np.isnan(small_d[:, 2:]).all() and (small[:, :2] >= 0).all()
+
+
+def test_probed_search_returns_what_faiss_ivf_returns():
+    import faiss
+
+    from dsaudit.content.neighbours import probed_knn
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(30, 16)) * 3
+    x = (centres[rng.integers(0, 30, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    x[100:140] = x[7]                                           # a cluster of exact copies
+    quantizer = faiss.IndexFlatL2(16)
+    ivf = faiss.IndexIVFFlat(quantizer, 16, 24, faiss.METRIC_L2)
+    ivf.cp.seed = 0
+    ivf.train(x)
+    ivf.add(x)
+    ivf.nprobe = 5
+    want_d, want = ivf.search(x, 11)
+    _, lists = quantizer.search(x, 5)
+    got, got_d = probed_knn(x, lists, 11)
+    np.testing.assert_allclose(got_d, want_d, atol=1e-3)        # the same distances, nearest first
+    same = [set(a) == set(b) for a, b in zip(got, want)]
+    ties = np.isclose(want_d[:, -1], want_d[:, -2], atol=1e-3)   # the 11th shared with a 10th
+    assert all(s or t for s, t in zip(same, ties)) and np.mean(same) > 0.97
+    assert set(got[7].tolist()) <= set(range(100, 140)) | {7}
+    np.testing.assert_array_equal(got[:, 0] >= 0, True)
 
 
 def test_outlier_in_a_class_is_listed_first(tmp_path):

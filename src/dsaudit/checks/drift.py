@@ -11,10 +11,13 @@ another compression). Both are reported per class too.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+import pandas as pd
 
+from dsaudit.analysis import Analysis
 from dsaudit.checks.balance import ordered_splits, split_name
 from dsaudit.checks.base import Check, CheckContext
 from dsaudit.content.analysis import NUMERIC, ContentAnalysis, content_analysis, histogram
@@ -25,6 +28,7 @@ MIN_SIDE = 20            # images per split (per class) needed for a comparison
 BOOTSTRAP = 200          # resamples of the out-of-fold scores for the AUC interval
 FOLDS = 5
 EXAMPLES = 12            # example images named per finding
+C = 0.1                  # the domain classifier's inverse L2 penalty
 
 WORDS = {  # property -> (what it is, word for "higher", word for "lower")
     "brightness": ("brightness", "brighter", "darker"), "contrast": ("contrast", "more contrasted", "flatter"),
@@ -63,13 +67,16 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
     ev = (f["split"] == split).to_numpy()
     labels = f["label"].to_numpy()
     out: dict[str, Any] = {}
+    classes = [(c, tr & (labels == c), ev & (labels == c))   # the class masks, once for all properties
+               for c in sorted(set(pd.unique(labels[tr])) & set(pd.unique(labels[ev])))]
+    groups = f["split"].to_numpy()[tr | ev]
     for prop in NUMERIC:
         v = f[prop].to_numpy(dtype=float)
         d, p = _ks(v[tr], v[ev])
         m_tr, m_ev = float(np.median(v[tr])), float(np.median(v[ev]))
         per_class = {}
-        for c in sorted(set(labels[tr]) & set(labels[ev])):
-            x, y = v[tr & (labels == c)], v[ev & (labels == c)]
+        for c, in_tr, in_ev in classes:
+            x, y = v[in_tr], v[in_ev]
             if len(x) >= MIN_SIDE and len(y) >= MIN_SIDE:
                 dc, pc = _ks(x, y)
                 per_class[c] = {"ks": round(dc, 4), "p_value": pc}
@@ -77,7 +84,7 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
                      "drifted": bool(p < cfg.drift_p_value and d >= cfg.drift_min_effect),
                      "direction": WORDS[prop][1 if m_ev > m_tr else 2] if m_ev != m_tr else "",
                      "per_class": per_class,
-                     "histogram": histogram(v[tr | ev], f["split"].to_numpy()[tr | ev], bins=24)}
+                     "histogram": histogram(v[tr | ev], groups, bins=24)}
     fmt = f["format"].to_numpy()
     levels = sorted(set(fmt[tr | ev]))
     if len(levels) >= 2:
@@ -90,6 +97,28 @@ def property_drift(a: ContentAnalysis, split: str, cfg: Any) -> dict[str, Any]:
                          "train": dict(zip(levels, table[:, 0].tolist())),
                          "eval": dict(zip(levels, table[:, 1].tolist()))}
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class SplitProperties(Analysis):
+    """property_drift of every evaluation split (at least MIN_SIDE images, train too) against train,
+    computed once for DSA410, which reports it, and DSA411, which explains its drift by it."""
+
+    name = "split_properties"
+    requires = (ContentAnalysis,)
+
+    by_split: dict[str, dict[str, Any]]
+
+    @classmethod
+    def compute(cls, index: Any, config: Any, results: Mapping[type, Analysis] = {},
+                notify: Any = None) -> "SplitProperties":
+        a = results[ContentAnalysis]
+        splits = a.frame["split"]
+        counts = splits.value_counts()
+        if len(a) == 0 or counts.get("train", 0) < MIN_SIDE:
+            return cls({})
+        return cls({s: property_drift(a, s, config.content) for s in sorted(counts.index)
+                    if s not in ("train", "") and counts[s] >= MIN_SIDE})
 
 
 def describe(props: dict[str, Any], split: str) -> str:
@@ -136,7 +165,7 @@ class PropertyDrift(Check):
     name = "drift.property-drift"
     severity = Severity.WARNING
     family = "drift"
-    requires = (ContentAnalysis,)
+    requires = (ContentAnalysis, SplitProperties)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -145,7 +174,7 @@ class PropertyDrift(Check):
         section = ctx.sections.setdefault("content", {}).setdefault("drift", {})
         f = a.frame
         for split in evaluation_pairs(ctx, a):
-            props = property_drift(a, split, ctx.config.content)
+            props = ctx.result(SplitProperties).by_split[split]
             section.setdefault(split_name(split), {})["properties"] = props
             drifted = [k for k, v in props.items() if v["drifted"]]
             if not drifted:
@@ -158,7 +187,7 @@ class PropertyDrift(Check):
                 sign = -1 if props[top]["median_eval"] > props[top]["median_train"] else 1
                 examples = [f["path"].iat[i] for i in ev[np.argsort(sign * v, kind="stable")[:EXAMPLES]]]
             per_class = {c: {k: props[k]["per_class"][c] for k in drifted if c in props[k].get("per_class", {})}
-                         for c in sorted(set(f["label"]))}
+                         for c in sorted(f["label"].unique())}
             per_class = {c: v for c, v in per_class.items() if v}
             yield self.finding(
                 f"{split_name(split).capitalize()} images differ from train in {len(drifted)} "
@@ -174,21 +203,18 @@ class PropertyDrift(Check):
 
 def domain_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """Out-of-fold decision scores of a logistic regression telling y=1 from y=0 (stratified
-    5-fold, standardised inputs)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    5-fold, standardised inputs, C=0.1): scikit-learn's pipeline, computed in numpy
+    (dsaudit.content.classifier: its import cost more than the fits)."""
+    from dsaudit.content.classifier import fit_logistic, stratified_folds
     from dsaudit.similarity.neighbors import blas_threads
 
     scores = np.zeros(len(y), dtype=float)
-    folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(y).min())), shuffle=True, random_state=seed)
+    n_splits = min(FOLDS, int(np.bincount(y).min()))
+    folds = stratified_folds(y, n_splits, seed)
     with blas_threads(1):   # small products: BLAS threads only contend (see content.analysis)
-        for fit, held in folds.split(x, y):
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
-            model.fit(x[fit], y[fit])
-            scores[held] = model.decision_function(x[held])
+        for fold in range(n_splits):
+            held = folds == fold
+            scores[held] = fit_logistic(x[~held], y[~held], C).decision(x[held])
     return scores
 
 
@@ -203,13 +229,18 @@ def auc(scores: np.ndarray, y: np.ndarray) -> float:
 
 
 def auc_interval(scores: np.ndarray, y: np.ndarray, seed: int, n: int = BOOTSTRAP) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the AUC, resampling each class separately."""
+    """95% percentile-bootstrap interval of the AUC, resampling each class separately. Each
+    resample's AUC is Mann-Whitney's U counted over the distinct scores (no sort per resample):
+    the same value as ``auc`` of the resampled scores."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    levels, code = np.unique(scores, return_inverse=True)
     vals = []
     for _ in range(n):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        vals.append(auc(scores[idx], y[idx]))
+        p = np.bincount(code[rng.choice(pos, len(pos))], minlength=len(levels))
+        q = np.bincount(code[rng.choice(neg, len(neg))], minlength=len(levels))
+        below = np.cumsum(q) - q
+        vals.append(float((p * (below + 0.5 * q)).sum() / (len(pos) * len(neg))))
     lo, hi = np.percentile(vals, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -264,7 +295,7 @@ class DomainDrift(Check):
     name = "drift.domain-classifier"
     severity = Severity.WARNING
     family = "drift"
-    requires = (ContentAnalysis,)
+    requires = (ContentAnalysis, SplitProperties)
 
     def run(self, ctx: CheckContext) -> Iterable[Finding]:
         a = content_analysis(ctx)
@@ -279,7 +310,7 @@ class DomainDrift(Check):
             section.setdefault(split_name(split), {})["domain"] = res
             if not res["drifted"]:
                 continue
-            props = property_drift(a, split, ctx.config.content)
+            props = ctx.result(SplitProperties).by_split[split]
             why = describe(props, split)
             classes = sorted(res["per_class"].items(), key=lambda kv: -kv[1]["auc"])
             per_class = "; per class " + ", ".join(f"{c!r} {v['auc']:.2f}" for c, v in classes[:5]) if classes else ""

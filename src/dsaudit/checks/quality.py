@@ -63,7 +63,7 @@ class QualityCheck(Check):
         idx = idx[np.argsort(-score[idx] if self.higher_is_worse else score[idx], kind="stable")]
         per_split = {split_name(s): {"flagged": int((mask & (f["split"] == s)).sum()),
                                      "images": int((f["split"] == s).sum())}
-                     for s in sorted(set(f["split"]))}
+                     for s in sorted(f["split"].unique())}
         per_class, shortcut = class_concentration(f["label"].to_numpy(), mask, cfg)
         examples = [{"path": f["path"].iat[i], "split": split_name(f["split"].iat[i]),
                      "label": f["label"].iat[i], self.score: round(float(score[i]), 4)}

@@ -50,36 +50,39 @@ def reference_split(splits: pd.Series) -> np.ndarray:
     return train if train.any() else np.ones(len(splits), dtype=bool)
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    sd = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)
-
-
 def descriptors(features: dict[str, np.ndarray], props: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(n, <= DESCRIPTOR_DIMS) compact descriptors of the images at `rows` (see the module doc).
-    The three blocks are weighted so that each counts about as much as the others."""
+    The three blocks are weighted so that each counts about as much as the others. One float64
+    matrix, filled block by block and standardised in place (the copies per block of a
+    standardise-then-concatenate were half of this analysis' time at 60,000 images)."""
     blocks = []
     if "desc" in features:
-        blocks.append(features["desc"][rows].astype(np.float64))
+        blocks.append(features["desc"][rows])
     if "colour" in features:
-        blocks.append(features["colour"][rows].reshape(len(rows), -1).astype(np.float64) / 255.0)
+        blocks.append(features["colour"][rows].reshape(len(rows), -1))
     blocks.append(props)
-    parts = [_standardise(b) / np.sqrt(max(b.shape[1], 1)) for b in blocks]
-    x = np.concatenate(parts, axis=1)
+    x = np.empty((len(rows), sum(b.shape[1] for b in blocks)))
+    at = 0
+    for b in blocks:
+        part = x[:, at:at + b.shape[1]]
+        part[...] = b
+        part -= part.mean(axis=0)
+        sd = np.sqrt(np.einsum("ij,ij->j", part, part) / max(len(part), 1))
+        part *= 1.0 / (np.where(sd > 1e-9, sd, 1.0) * np.sqrt(max(b.shape[1], 1)))
+        at += b.shape[1]
     if len(x) < 3:
         return x.astype(np.float32)
-    x -= x.mean(axis=0)
     dims = min(DESCRIPTOR_DIMS, x.shape[1], len(x) - 1)
-    # the covariance route (d x d, d about 270) is exact and far cheaper than an SVD of n x d; one
-    # BLAS thread: on a loaded machine OpenBLAS' threads made these two steps 10-20x slower
+    # every column has mean 0 now. The covariance route (d x d, d about 270) is exact and far
+    # cheaper than an SVD of n x d; one BLAS thread: on a loaded machine OpenBLAS' threads made
+    # these two steps 10-20x slower
     with blas_threads(1):
         cov = x.T @ x / len(x)
         vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1][:dims]
-    vecs = vecs[:, order]
-    vecs *= np.where(vecs[np.abs(vecs).argmax(axis=0), range(dims)] < 0, -1.0, 1.0)  # fixed signs
-    return (x @ vecs).astype(np.float32)
+        order = np.argsort(vals)[::-1][:dims]
+        vecs = vecs[:, order]
+        vecs *= np.where(vecs[np.abs(vecs).argmax(axis=0), range(dims)] < 0, -1.0, 1.0)  # fixed signs
+        return (x @ vecs).astype(np.float32)
 
 
 def build(index: Any) -> ContentAnalysis:
@@ -130,7 +133,7 @@ def histogram(values: np.ndarray, groups: np.ndarray, bins: int = 30) -> dict[st
         lo, hi = float(values[finite].min()), float(values[finite].max()) + 1e-9
     edges = np.linspace(lo, hi, bins + 1)
     out: dict[str, Any] = {"edges": [round(float(e), 6) for e in edges], "counts": {}}
-    for g in sorted(set(groups.tolist())):
+    for g in sorted(pd.unique(np.asarray(groups)).tolist()):
         v = np.clip(values[(groups == g) & finite], lo, hi)
         out["counts"][str(g) or "pool"] = np.histogram(v, bins=edges)[0].astype(int).tolist()
     return out
