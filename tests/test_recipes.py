@@ -207,3 +207,24 @@ def test_the_frame_search_finds_copies_at_any_angle_mirrored_either_way():
     ver2 = verify_pairs(thumbs, r2, q2, np.where(m2, 1, 0), threshold=0.9, search_threshold=0.94,
                         turn=t2, turned=np.ones(len(r2), bool), min_isotropy=0.55)
     assert np.mean(ver2.similarity >= 0.94) <= 0.02
+
+
+def test_the_frame_search_in_chunks_finds_what_one_pass_finds(monkeypatch):
+    """Images and queries go in chunks (canonical.CHUNK, QUERY_CHUNK) so that a large split's
+    frame search stays in cache and memory: the chunks must give what one pass gives."""
+    from dsaudit.similarity import canonical
+    from dsaudit.similarity.matching import Whitening
+
+    thumbs = _grey_thumbs(real_patches(90, size=32, seed=11))
+    refs, queries = np.arange(60), np.arange(30, 90)     # overlapping: an image is never its own candidate
+
+    def search():
+        return canonical.frame_candidates(thumbs, refs, queries, 3, 0.3, 0.05, Whitening.fit)
+
+    whole = search()
+    monkeypatch.setattr(canonical, "CHUNK", 7)
+    monkeypatch.setattr(canonical, "QUERY_CHUNK", 11)
+    chunked = search()
+    assert len(whole[0]) > len(queries)
+    key = lambda out: sorted(zip(out[1].tolist(), out[0].tolist(), np.round(out[2], 3).tolist(), out[3].tolist()))
+    assert key(chunked) == key(whole)

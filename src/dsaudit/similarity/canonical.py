@@ -28,7 +28,9 @@ from typing import Callable
 import numpy as np
 
 from dsaudit.index.hashing import DIHEDRAL_NAMES, THUMB, _blur, apply_dihedral, block_means
-from dsaudit.similarity.neighbors import knn_join
+from dsaudit.similarity.ops import search_ops
+from dsaudit.similarity.verify import turn_one_by_one
+from dsaudit.threads import parallel_map
 
 N_BINS = 36           # orientation histogram bins (10 degrees)
 WINDOW = 8.0          # Gaussian window (thumbnail pixels): the centre counts, the fill at the edges less
@@ -39,6 +41,12 @@ REF_FRAMES = 2        # frames of each reference (its strongest orientations)
 # 0.58 at +-2 in the 8 nearest; 0.63 with 5x5 at +-2/+-4, at 2.8x the versions)
 SHIFTS = tuple((dy, dx) for dy in (0, -3, 3) for dx in (0, -3, 3))
 HFLIP = DIHEDRAL_NAMES.index("hflip")
+# Images turned, oriented and described together: the per-image steps make a dozen (images x 1,024)
+# temporaries, which for a whole 47,000-image split were 380 MB each and ran from memory, not cache
+# (the frame search of 60,000 photos took 35 s in these steps alone, 4 GB at its peak)
+CHUNK = 2048
+# Queries searched together: their 18 versions (QUERY_CHUNK x 18 x 64 floats) stay a few MB
+QUERY_CHUNK = 4096
 
 _C = (THUMB - 1) / 2.0
 _GY, _GX = np.mgrid[0:THUMB, 0:THUMB].astype(np.float32)
@@ -49,7 +57,23 @@ _BLOCK = (np.arange(THUMB // 4) * 4 + 1.5) - _C
 _BLOCK_WEIGHT = np.exp(-(_BLOCK[:, None] ** 2 + _BLOCK[None, :] ** 2) / (2 * WINDOW ** 2)).astype(np.float32).ravel()
 
 
+def _chunked(fn: Callable[..., np.ndarray], n: int, *arrays: np.ndarray) -> np.ndarray:
+    """fn over CHUNK-row slices of `arrays` (each of n rows) on the thread pool, concatenated."""
+    if n <= CHUNK:
+        return fn(*arrays)
+    parts = parallel_map(lambda s: fn(*(x[s:s + CHUNK] for x in arrays)), list(range(0, n, CHUNK)))
+    return np.concatenate(parts)
+
+
 def orientations(thumbs: np.ndarray, n_peaks: int = REF_FRAMES) -> np.ndarray:
+    """(N, n_peaks) dominant gradient orientations in degrees (strongest first) of (N, 32, 32)
+    thumbnails (`_orientations`, CHUNK images at a time)."""
+    if len(thumbs) == 0:
+        return np.zeros((0, n_peaks), np.float32)
+    return _chunked(lambda t: _orientations(t, n_peaks), len(thumbs), thumbs)
+
+
+def _orientations(thumbs: np.ndarray, n_peaks: int) -> np.ndarray:
     """(N, n_peaks) dominant gradient orientations in degrees (strongest first) of (N, 32, 32)
     thumbnails: peaks of a magnitude-weighted, soft-binned, smoothed histogram of gradient
     directions inside the centred Gaussian window, refined by a parabola through the peak bin."""
@@ -83,23 +107,9 @@ def orientations(thumbs: np.ndarray, n_peaks: int = REF_FRAMES) -> np.ndarray:
 
 
 def turn_each(thumbs: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Each thumbnail turned by its own angle (degrees) about the centre, bilinear, edges clamped:
-    the per-image form of verify.warp(imgs, 1.0, angle), with the same sign convention."""
-    n = len(thumbs)
-    a = np.deg2rad(np.asarray(angles, np.float64))[:, None]
-    uy, ux = (_GY - _C).ravel()[None], (_GX - _C).ravel()[None]
-    yy = np.clip(np.cos(a) * uy - np.sin(a) * ux + _C, 0, THUMB - 1)
-    xx = np.clip(np.sin(a) * uy + np.cos(a) * ux + _C, 0, THUMB - 1)
-    y0 = np.minimum(yy.astype(np.int64), THUMB - 2)
-    x0 = np.minimum(xx.astype(np.int64), THUMB - 2)
-    wy, wx = (yy - y0).astype(np.float32), (xx - x0).astype(np.float32)
-    idx = y0 * THUMB + x0 + (np.arange(n) * THUMB * THUMB)[:, None]
-    flat = np.ascontiguousarray(thumbs, dtype=np.float32).reshape(-1)
-    p, q = flat.take(idx), flat.take(idx + 1)
-    s, t = flat.take(idx + THUMB), flat.take(idx + THUMB + 1)
-    top = p + (q - p) * wx
-    bottom = s + (t - s) * wx
-    return (top + (bottom - top) * wy).reshape(n, THUMB, THUMB)
+    """Each thumbnail turned by its own angle (degrees) about the centre, bilinear, edges clamped
+    (`verify.turn_one_by_one`, CHUNK images at a time): the per-image form of verify.warp(imgs, 1.0, angle)."""
+    return _chunked(turn_one_by_one, len(thumbs), thumbs, np.asarray(angles, np.float64))
 
 
 def _shifted(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -119,8 +129,45 @@ def window_descriptors(thumbs: np.ndarray) -> np.ndarray:
 
 
 def frame_descriptors(thumbs: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """`window_descriptors` of the thumbnails turned into the frames `angles`."""
-    return window_descriptors(turn_each(thumbs, -angles))
+    """`window_descriptors` of the thumbnails turned into the frames `angles` (CHUNK at a time)."""
+    return _chunked(lambda t, a: window_descriptors(turn_one_by_one(t, -a)), len(thumbs), thumbs,
+                    np.asarray(angles, np.float64))
+
+
+def _query_versions(tq: np.ndarray, white: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(2 * len(SHIFTS), n, 64) whitened descriptors of the queries `tq` as they are and mirrored,
+    each turned into its frame and shifted by SHIFTS; and (2, n) the frame angles (plain, mirrored)."""
+    angles, versions = [], []
+    for mirrored in (False, True):
+        t = np.ascontiguousarray(apply_dihedral(tq, HFLIP)) if mirrored else tq
+        ang = _orientations(t, 1)[:, 0]
+        framed = turn_one_by_one(t, -ang.astype(np.float64))
+        angles.append(ang)
+        versions += [white(window_descriptors(_shifted(framed, dy, dx))) for dy, dx in SHIFTS]
+    return np.stack(versions), np.stack(angles)
+
+
+def _nearest_frames(q: np.ndarray, ref: np.ndarray, sim: np.ndarray, own: np.ndarray, k: int,
+                    margin: float, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """From the join's (query, reference, cosine) over both frames of every reference: one entry
+    per (query, reference), each query's k best references other than itself (`own`: the pair is an
+    image and itself; inside a split an image is its own best match, which the margin must not be
+    measured from), within `margin` of its best."""
+    q, ref, sim = q[~own], ref[~own], sim[~own]
+    order = np.lexsort((-sim, ref, q))
+    q, ref, sim = q[order], ref[order], sim[order]
+    first = np.ones(len(q), bool)
+    first[1:] = (q[1:] != q[:-1]) | (ref[1:] != ref[:-1])
+    q, ref, sim = q[first], ref[first], sim[first]
+    order = np.lexsort((-sim, q))
+    q, ref, sim = q[order], ref[order], sim[order]
+    rank = np.arange(len(q)) - np.searchsorted(q, q, side="left")
+    keep = rank < k
+    q, ref, sim = q[keep], ref[keep], sim[keep]
+    best = np.full(n_queries, -np.inf, np.float32)
+    np.maximum.at(best, q, sim)
+    keep = sim >= best[q] - margin
+    return q[keep], ref[keep]
 
 
 def frame_candidates(thumbs: np.ndarray, refs: np.ndarray, queries: np.ndarray, k: int, min_sim: float,
@@ -134,7 +181,10 @@ def frame_candidates(thumbs: np.ndarray, refs: np.ndarray, queries: np.ndarray, 
     references' first frames (matching.Whitening.fit). Each pair carries the turn that takes the
     (mirrored) query into its reference's frame, for verification to start from (the `turn` of
     verify_pairs). An image is never its own candidate (refs and queries may be one split). Inner
-    views are left out. `approx`: an approximate search as in matching._knn_scored."""
+    views are left out. `approx`: an approximate search as in matching._knn_scored.
+
+    Queries go QUERY_CHUNK at a time (everything after the join is per query, so the chunks give
+    what one search of all of them would)."""
 
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool))
     if is_view is not None:
@@ -142,60 +192,45 @@ def frame_candidates(thumbs: np.ndarray, refs: np.ndarray, queries: np.ndarray, 
     if not len(refs) or not len(queries) or k <= 0:
         return empty
     n_r = len(refs)
-    ref_angles = orientations(thumbs[refs], REF_FRAMES)
-    ref_desc = [frame_descriptors(thumbs[refs], ref_angles[:, j]) for j in range(REF_FRAMES)]
+    ref_thumbs = thumbs[refs]
+    ref_angles = orientations(ref_thumbs, REF_FRAMES)
+    ref_desc = [frame_descriptors(ref_thumbs, ref_angles[:, j]) for j in range(REF_FRAMES)]
+    del ref_thumbs
     white = whitening(ref_desc[0])
     wr = np.concatenate([white(d) for d in ref_desc])       # frame j of reference i at j * n_r + i
-    tq = thumbs[queries].astype(np.float32)
-    q_angles, q_versions = [], []
-    for mirrored in (False, True):
-        t = np.ascontiguousarray(apply_dihedral(tq, HFLIP)) if mirrored else tq
-        ang = orientations(t, 1)[:, 0]
-        framed = turn_each(t, -ang)
-        q_angles.append(ang)
-        q_versions += [white(window_descriptors(_shifted(framed, dy, dx))) for dy, dx in SHIFTS]
-    versions = np.stack(q_versions)
+    del ref_desc
     kk = (k + 1) * REF_FRAMES   # room for the query itself, in both frames, inside a split
-    if approx is None:
-        q, r, sim = knn_join(versions, wr, kk, min_sim=min_sim)
-    else:
-        from dsaudit.similarity.ann import IvfIndex, ivf_join
-
+    ops = search_ops()
+    if approx is not None:
+        IvfIndex, ivf_join = ops.ivf()
         key = ("frames", len(refs), int(refs[0]), int(refs[-1]))
         if key not in approx:
             approx[key] = IvfIndex(wr)
-        q, r, sim, kept = ivf_join(versions, approx[key], kk, min_sim, approx["share"])
-        approx["runs"].append(kept)
-    if not len(q):
-        return empty
-    # one entry per (query, reference): its better frame, then each query's k best references
-    # other than itself (inside a split an image is its own best match, which the margin must not
-    # be measured from)
-    ref = r % n_r
-    other = refs[ref] != queries[q]
-    q, ref, sim = q[other], ref[other], sim[other]
-    order = np.lexsort((-sim, ref, q))
-    q, ref, sim = q[order], ref[order], sim[order]
-    first = np.ones(len(q), bool)
-    first[1:] = (q[1:] != q[:-1]) | (ref[1:] != ref[:-1])
-    q, ref, sim = q[first], ref[first], sim[first]
-    order = np.lexsort((-sim, q))
-    q, ref, sim = q[order], ref[order], sim[order]
-    rank = np.arange(len(q)) - np.searchsorted(q, q, side="left")
-    keep = rank < k
-    q, ref, sim = q[keep], ref[keep], sim[keep]
-    best = np.full(len(queries), -np.inf, np.float32)
-    np.maximum.at(best, q, sim)
-    keep = sim >= best[q] - margin
-    q, ref = q[keep], ref[keep]
-    # the versions that scored best for each pair: (query version, reference frame)
     n_v = len(SHIFTS)
-    scores = np.stack([np.einsum("vpd,pd->vp", versions[:, q], wr[j * n_r + ref]) for j in range(REF_FRAMES)])
-    flat = scores.reshape(REF_FRAMES * len(versions), -1).argmax(axis=0)
-    frame, version = flat // len(versions), flat % len(versions)
-    mirrored = version >= n_v
-    q_ang = np.where(mirrored, q_angles[1][q], q_angles[0][q])
-    turn = ref_angles[ref, frame] - q_ang
-    turn = ((turn + 180.0) % 360.0 - 180.0).astype(np.float32)
-    return refs[ref], queries[q], turn, mirrored
-
+    out_r, out_q, out_turn, out_mirror = [], [], [], []
+    for s in range(0, len(queries), QUERY_CHUNK):
+        chunk = queries[s:s + QUERY_CHUNK]
+        versions, q_angles = _query_versions(thumbs[chunk].astype(np.float32), white)
+        if approx is None:
+            q, r, sim = ops.knn_join(versions, wr, kk, min_sim=min_sim)
+        else:
+            q, r, sim, kept = ivf_join(versions, approx[key], kk, min_sim, approx["share"])
+            approx["runs"].append(kept)
+        if not len(q):
+            continue
+        ref = r % n_r
+        q, ref = _nearest_frames(q, ref, sim, refs[ref] == chunk[q], k, margin, len(chunk))
+        # the versions that scored best for each pair: (query version, reference frame)
+        scores = np.stack([np.einsum("vpd,pd->vp", versions[:, q], wr[j * n_r + ref]) for j in range(REF_FRAMES)])
+        flat = scores.reshape(REF_FRAMES * len(versions), -1).argmax(axis=0)
+        frame, version = flat // len(versions), flat % len(versions)
+        mirrored = version >= n_v
+        q_ang = np.where(mirrored, q_angles[1][q], q_angles[0][q])
+        turn = ref_angles[ref, frame] - q_ang
+        out_r.append(refs[ref])
+        out_q.append(chunk[q])
+        out_turn.append(((turn + 180.0) % 360.0 - 180.0).astype(np.float32))
+        out_mirror.append(mirrored)
+    if not out_r:
+        return empty
+    return np.concatenate(out_r), np.concatenate(out_q), np.concatenate(out_turn), np.concatenate(out_mirror)
