@@ -226,5 +226,8 @@ def test_the_frame_search_in_chunks_finds_what_one_pass_finds(monkeypatch):
     monkeypatch.setattr(canonical, "QUERY_CHUNK", 11)
     chunked = search()
     assert len(whole[0]) > len(queries)
-    key = lambda out: sorted(zip(out[1].tolist(), out[0].tolist(), np.round(out[2], 3).tolist(), out[3].tolist()))
+
+    def key(out):
+        return sorted(zip(out[1].tolist(), out[0].tolist(), np.round(out[2], 3).tolist(), out[3].tolist()))
+
     assert key(chunked) == key(whole)
