@@ -25,15 +25,14 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.config import LeakageConfig
-from dsaudit.index.hashing import (DIHEDRAL_NAMES, apply_dihedral, descriptors, finalize, shifted_descriptors,
-                                    squeezed_descriptors)
+from dsaudit.index.hashing import DIHEDRAL_NAMES, finalize, shifted_descriptors, squeezed_descriptors
+from dsaudit.similarity.canonical import frame_candidates
 from dsaudit.similarity.ops import search_ops
-from dsaudit.similarity.verify import warp
 from dsaudit.similarity.views import Views
 
 # Bump when near_matches (or what it calls in neighbors.py / verify.py) changes what it finds, so
 # that memoised matches from earlier scans are not reused.
-MATCHER_VERSION = "18"
+MATCHER_VERSION = "19"
 # a candidate pair is also confirmed when its oriented thumbnails differ at zero shift by at most
 # CLOSE_RMS grey levels (RMS) and at most CLOSE_RATIO of the larger thumbnail's standard deviation
 CLOSE_RMS = 1.5
@@ -60,16 +59,16 @@ WHITEN_POWER = 0.25
 # lost its one cross-label duplicate; at 0.4 it keeps every finding with 45% of the candidates.
 KNN_MARGIN = 0.2
 KNN_WITHIN_MARGIN = 0.4
-# Turned and mirrored versions of the query, (degrees, mirrored): the copies that augmentation
-# recipes write (Keras ImageDataGenerator rotation 40-60 with flips, RandomRotation(0.2) = 72
-# degrees, albumentations' ShiftScaleRotate 45, torchvision's RandomHorizontalFlip) are turned or
-# mirrored as well as shifted and zoomed, and no version of the main search resembles them. On the
-# CIFAR-10 copies of benchmarks/augment_recipes.py the share whose source is among the 8 nearest
-# went from 19% to 48% with these 9 versions (a search of their own, `turned_candidates`); with
-# every 15 degrees over the whole turn (48 versions) it was 53%. Verification starts from the
-# version's turn (verify_pairs(turn=...)), and its fit reaches the 10 degrees between versions.
-KNN_TURNS = ((0.0, True),) + tuple((a, f) for a in (-40.0, -20.0, 20.0, 40.0) for f in (False, True))
-KNN_TURN_K = 4             # nearest references per query in the turned search
+# Turned and mirrored copies (augmentation recipes turn by up to 40-72 degrees, mirror both ways,
+# shift and zoom): a k-NN search of their own in each image's frame (similarity/canonical.py: every
+# thumbnail turned into the frame of its dominant gradient orientation, so that a copy turned by
+# any angle lines up with its source), KNN_FRAME_K nearest references per query, kept within
+# FRAME_MARGIN of the query's best cosine there. It replaces matcher 17's turned search (the query
+# at +-20/+-40 degrees, mirrored or not: 9 fixed versions): on the CIFAR-10 copies of
+# benchmarks/augment_recipes.py, recall 0.36 -> 0.58 with 12% fewer candidates; keeping the
+# turned search beside it gave 0.60 for 49% more candidates than this.
+KNN_FRAME_K = 3
+FRAME_MARGIN = 0.05        # 2.3 instead of 2.9 candidates per query at k 3, the same recall
 HFLIP = DIHEDRAL_NAMES.index("hflip")
 # the matches table (near_matches; matches_with_views adds view_a, view_b)
 MATCH_COLUMNS = ("a", "b", "distance", "similarity", "variant", "zoom", "shift_y", "shift_x", "angle", "source",
@@ -245,55 +244,6 @@ def _knn_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, quer
     return np.concatenate([r1, rx]), np.concatenate([q1, qx])
 
 
-def turned_thumbs(thumbs: np.ndarray, angle: float, mirrored: bool) -> np.ndarray:
-    """The thumbnails mirrored (left-right) when asked, then turned by `angle` degrees about their
-    centre (edges clamp): the query versions of the turned search, and what verification starts
-    from for its candidates."""
-    t = thumbs.astype(np.float32)
-    if mirrored:
-        t = np.ascontiguousarray(apply_dihedral(t, HFLIP))
-    return warp(t, 1.0, angle) if angle else t
-
-
-def turned_candidates(thumbs: np.ndarray, desc: np.ndarray, refs: np.ndarray, queries: np.ndarray,
-                      k: int, min_sim: float, margin: float, white: "Whitening | None" = None,
-                      is_view: np.ndarray | None = None,
-                      approx: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(reference, query, turn in degrees, mirrored) of each query's k nearest references over its
-    KNN_TURNS versions, within `margin` of its best cosine there; each pair carries the version that
-    scored best, for verification to start from. Inner views are left out (a turned copy's border
-    is not flat). `approx`: an approximate search as in _knn_scored."""
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool))
-    if is_view is not None:
-        refs, queries = refs[~is_view[refs]], queries[~is_view[queries]]
-    if not len(refs) or not len(queries) or k <= 0:
-        return empty
-    white = white or Whitening.fit(desc[refs])
-    versions = np.stack([white(descriptors(turned_thumbs(thumbs[queries], a, f))) for a, f in KNN_TURNS])
-    wr = white(desc[refs])
-    if approx is None:
-        q, r, sim = search_ops().knn_join(versions, wr, k, min_sim=min_sim)
-    else:
-        IvfIndex, ivf_join = search_ops().ivf()
-
-        key = ("index", len(refs), int(refs[0]), int(refs[-1]))
-        if key not in approx:
-            approx[key] = IvfIndex(wr)
-        q, r, sim, kept = ivf_join(versions, approx[key], k, min_sim, approx["share"])
-        approx["runs"].append(kept)
-    if not len(q):
-        return empty
-    best = np.full(len(queries), -np.inf, np.float32)
-    np.maximum.at(best, q, sim)
-    keep = sim >= best[q] - margin
-    q, r = q[keep], r[keep]
-    # the version that scored best for each pair (P pairs x V versions dot products)
-    which = np.einsum("vpd,pd->vp", versions[:, q], wr[r]).argmax(axis=0)
-    turn = np.array([a for a, _ in KNN_TURNS], np.float32)[which]
-    mirrored = np.array([f for _, f in KNN_TURNS], bool)[which]
-    return refs[r], queries[q], turn, mirrored
-
-
 def near_matches(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_code: int | None = 0,
                  timings: dict[str, float] | None = None, keep_all: bool = False,
                  is_view: np.ndarray | None = None) -> pd.DataFrame:
@@ -342,8 +292,8 @@ def near_matches(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_c
             found_a.append(r)
             found_b.append(q)
             if len(use) > 1:
-                turned.append(turned_candidates(thumbs, desc, refs, queries, KNN_TURN_K, cfg.knn_min_similarity,
-                                                KNN_MARGIN, is_view=is_view, approx=approx))
+                turned.append(frame_candidates(thumbs, refs, queries, KNN_FRAME_K, cfg.knn_min_similarity,
+                                               FRAME_MARGIN, Whitening.fit, is_view=is_view, approx=approx))
             if approx is not None:
                 approximations["across"] = dict(_approximation_summary(approx["runs"]), shifts=len(use) > 1)
     timings["knn_search"] = time.perf_counter() - t0
@@ -370,10 +320,8 @@ def near_matches(views: Views, split_code: np.ndarray, cfg: LeakageConfig, ref_c
             found_a.append(r[other])
             found_b.append(q[other])
             if plan != "no-shifts" and len(use) > 1:
-                tr = turned_candidates(thumbs, desc, members, members, KNN_TURN_K + 1, cfg.knn_min_similarity,
-                                       KNN_WITHIN_MARGIN, is_view=is_view, approx=approx)
-                other = tr[0] != tr[1]
-                turned.append(tuple(x[other] for x in tr))
+                turned.append(frame_candidates(thumbs, members, members, KNN_FRAME_K, cfg.knn_min_similarity,
+                                               FRAME_MARGIN, Whitening.fit, is_view=is_view, approx=approx))
             if approx is not None:
                 approximations[f"within:{int(code)}"] = dict(_approximation_summary(approx["runs"]),
                                                              shifts=len(use) > 1)
