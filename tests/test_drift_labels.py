@@ -223,6 +223,14 @@ def test_probed_search_returns_what_faiss_ivf_returns():
     assert set(got[7].tolist()) <= set(range(100, 140)) | {7}
     np.testing.assert_array_equal(got[:, 0] >= 0, True)
 
+    import dsaudit.content.neighbours as nb
+    with pytest.MonkeyPatch.context() as mp:   # kept pairs reduced after every cell: the same answer
+        mp.setattr(nb, "CELL_BATCH", 1)
+        mp.setattr(nb, "MERGE_AT", 0)
+        again, again_d = probed_knn(x, lists, 11)
+    np.testing.assert_array_equal(again, got)
+    np.testing.assert_array_equal(again_d, got_d)
+
 
 def test_outlier_in_a_class_is_listed_first(tmp_path):
     two_photo_classes(tmp_path)

@@ -86,6 +86,8 @@ def _without_self(cand: np.ndarray, dist2: np.ndarray, k: int) -> tuple[np.ndarr
 
 
 BLOCK = 2048           # rows x rows of one distance block of the probed search (16 MB of float32)
+CELL_BATCH = 64        # cells searched between two looks at the pairs kept so far
+MERGE_AT = 1 << 23     # kept pairs (about 20 bytes each) at which they are reduced to each row's k best
 
 
 def probed_knn(xf: np.ndarray, lists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,27 +140,45 @@ def probed_knn(xf: np.ndarray, lists: np.ndarray, k: int) -> tuple[np.ndarray, n
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         return tuple(np.concatenate(part) for part in zip(*found))
 
-    with blas_threads(1):
-        parallel_map(own_bound, range(cells), workers())
-        parts = parallel_map(kept, range(cells), workers())
-    qi, rj, d2 = (np.concatenate(part) for part in zip(*parts))
-    # each row's k smallest: one sort on row + distance scaled into [0, 1) under the row's bound
-    # (rows with no bound, a cell of k rows or fewer, keep everything: their scale is the largest kept)
-    scale = bound.astype(np.float64) * (1 + 1e-4) + 1e-4
-    unbounded = ~np.isfinite(scale[qi])
-    if unbounded.any():
-        top = np.zeros(n)
-        np.maximum.at(top, qi[unbounded], d2[unbounded].astype(np.float64))
-        scale = np.where(np.isfinite(scale), scale, top + 1.0)
-    key = qi + np.clip(d2 / scale[qi] * 0.999, 0.0, 0.999)
-    srt = np.argsort(key, kind="stable")
-    qi, rj, d2 = qi[srt], rj[srt], d2[srt]
-    rank = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
-    sel = rank < k
     idx = np.full((n, k), -1, dtype=np.int64)
     dist2 = np.full((n, k), np.inf, dtype=np.float32)
-    idx[qi[sel], rank[sel]] = rj[sel]
-    dist2[qi[sel], rank[sel]] = np.maximum(d2[sel], 0.0)
+    scale = bound.astype(np.float64) * (1 + 1e-4) + 1e-4
+
+    def merge(parts: list) -> None:
+        """Each row's k smallest of its best so far and the kept pairs in `parts`: one sort on row +
+        distance scaled into [0, 1) under the row's bound (a row with no bound, a cell of k rows
+        or fewer, keeps everything; its scale is the largest distance in this merge). The best so
+        far come first, so ties keep the cell order of a single merge."""
+        have = idx >= 0
+        qi = np.concatenate([np.nonzero(have)[0]] + [p[0] for p in parts])
+        rj = np.concatenate([idx[have]] + [p[1] for p in parts])
+        d2 = np.concatenate([dist2[have]] + [p[2] for p in parts])
+        row_scale = scale
+        unbounded = ~np.isfinite(scale[qi])
+        if unbounded.any():
+            top = np.zeros(n)
+            np.maximum.at(top, qi[unbounded], d2[unbounded].astype(np.float64))
+            row_scale = np.where(np.isfinite(scale), scale, top + 1.0)
+        key = qi + np.clip(d2 / row_scale[qi] * 0.999, 0.0, 0.999)
+        srt = np.argsort(key, kind="stable")
+        qi, rj, d2 = qi[srt], rj[srt], d2[srt]
+        rank = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
+        sel = rank < k
+        idx[qi[sel], rank[sel]] = rj[sel]
+        dist2[qi[sel], rank[sel]] = np.maximum(d2[sel], 0.0)
+
+    pending: list = []
+    waiting = 0
+    with blas_threads(1):
+        parallel_map(own_bound, range(cells), workers())
+        for s in range(0, cells, CELL_BATCH):
+            for part in parallel_map(kept, range(s, min(s + CELL_BATCH, cells)), workers()):
+                pending.append(part)
+                waiting += len(part[0])
+            if waiting > MERGE_AT:   # memory: a million images keep about 45 million pairs
+                merge(pending)
+                pending, waiting = [], 0
+    merge(pending)
     return idx, dist2
 
 
