@@ -2,8 +2,8 @@
 
 Augmentation recipes turn their copies by any angle up to 40-72 degrees, mirror them (both ways in
 the melanoma recipe of issue 15) and shift and zoom them as well (Keras ImageDataGenerator,
-RandomRotation(0.2), albumentations' ShiftScaleRotate). The turned search of matching.py tries a
-few fixed turns of the query (KNN_TURNS); a copy whose turn falls between them, or that is
+RandomRotation(0.2), albumentations' ShiftScaleRotate). The turned search that this replaced
+(matcher 17-18) tried a few fixed turns of the query; a copy whose turn falls between them, or that is
 flipped vertically as well, resembles none of them in the coarse 8x8 descriptor. Here every
 thumbnail is instead turned into a frame of its own, decided by its content: the dominant
 gradient orientation inside a centred Gaussian window (the orientation assignment of SIFT, on the

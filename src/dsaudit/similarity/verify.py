@@ -322,9 +322,10 @@ def verify_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, variant: np.n
     not taken from a shift or search, so they get neither. The similarities of such pairs are then
     the best of the stages they had.
 
-    `turn` (per pair, degrees) turns the oriented query about its centre before the cascade: the
-    candidates of the turned k-NN search (matching.turned_candidates) start from the version
-    that found them, so the search and fit only have to cover what lies between versions. Pairs
+    `turn` (per pair, degrees) turns the oriented query about its centre before the cascade
+    (`turn_one_by_one`): the candidates of the frame search (canonical.frame_candidates) start from
+    the turn between the two images' frames, so the search and fit only have to cover that
+    estimate's error. Pairs
     marked `turned` count as matched by the search (stage 2, `search_threshold`) whatever stage
     confirms them, since trying the versions is a search; their reported angle includes the turn."""
     a = np.asarray(a, dtype=np.int64)
