@@ -65,14 +65,17 @@ def capture(root: Path, out: Path) -> None:
     print(f"candidates and their verification written to {out}")
 
 
-def accepted(ver: dict, boost: np.ndarray) -> np.ndarray:
-    """near_matches' acceptance rule on verify_pairs' output (fields as in verify.Verified)."""
+def accepted(ver: dict, boost: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
+    """near_matches' acceptance rule on verify_pairs' output (fields as in verify.Verified);
+    `turned`: the pairs of the frame search (their own isotropy rule)."""
     from dsaudit.config import LeakageConfig
-    from dsaudit.similarity.matching import CLOSE_RATIO, CLOSE_RMS
+    from dsaudit.similarity.matching import CLOSE_RATIO, CLOSE_RMS, FRAME_MIN_ISOTROPY
 
     cfg = LeakageConfig()
     need = np.where(ver["stage"] >= 2, max(cfg.search_threshold, cfg.verify_threshold), cfg.verify_threshold) + boost
     need = np.where((ver["stage"] >= 1) & (ver["isotropy"] < cfg.min_isotropy), np.inf, need)
+    if turned is not None:
+        need = np.where(turned & (ver["isotropy"] < FRAME_MIN_ISOTROPY), np.inf, need)
     close = (ver["rms"] <= CLOSE_RMS) & (ver["rms"] <= CLOSE_RATIO * ver["contrast"])
     return (ver["similarity"] >= need) | close
 
@@ -82,7 +85,7 @@ def replay(path: Path, others: int, seed: int, sample: int = 0) -> None:
 
     c = np.load(path)
     before = {k[4:]: c[k] for k in c.files if k.startswith("out_")}
-    ok_before = accepted(before, c["boost"])
+    ok_before = accepted(before, c["boost"], c["turned"])
     unconfirmed = np.nonzero(~ok_before)[0]
     if sample:
         sel = np.sort(np.random.default_rng(seed).choice(len(ok_before), min(sample, len(ok_before)), replace=False))
@@ -99,7 +102,7 @@ def replay(path: Path, others: int, seed: int, sample: int = 0) -> None:
                               min_isotropy=float(c["min_isotropy"]), turn=c["turn"][sel], turned=c["turned"][sel])
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     after = dataclasses.asdict(ver)
-    ok, ob = accepted(after, c["boost"][sel]), ok_before[sel]
+    ok, ob = accepted(after, c["boost"][sel], c["turned"][sel]), ok_before[sel]
     both = ok & ob
     drift = float(np.abs(after["similarity"][both] - before["similarity"][sel][both]).max()) if both.any() else 0.0
     print(f"verification: {seconds:.1f} s ({seconds / len(sel) * 1e3:.3f} ms a pair, {verify.workers()} threads, "
