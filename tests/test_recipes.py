@@ -166,11 +166,12 @@ def _grey_thumbs(patches: list[np.ndarray]) -> np.ndarray:
 
 
 def test_a_turned_copy_turns_its_frame_with_it():
-    from dsaudit.similarity.canonical import orientations, turn_each
+    from dsaudit.similarity.canonical import orientations
+    from dsaudit.similarity.verify import turn_one_by_one
 
     thumbs = _grey_thumbs(real_patches(60, size=32, seed=5)).astype(np.float32)
     angles = np.random.default_rng(0).uniform(-180, 180, len(thumbs))
-    turned = turn_each(thumbs, angles)
+    turned = turn_one_by_one(thumbs, angles)
     before, after = orientations(thumbs, 1)[:, 0], orientations(turned, 1)[:, 0]
     # the dominant orientation moves with the turn (what the fit cannot reach, 15 degrees, is rare)
     err = np.abs((after - before - angles + 180.0) % 360.0 - 180.0)
@@ -179,7 +180,8 @@ def test_a_turned_copy_turns_its_frame_with_it():
 
 def test_the_frame_search_finds_copies_at_any_angle_mirrored_either_way():
     from dsaudit.index.hashing import apply_dihedral
-    from dsaudit.similarity.canonical import frame_candidates, turn_each
+    from dsaudit.similarity.canonical import frame_candidates
+    from dsaudit.similarity.verify import turn_one_by_one
     from dsaudit.similarity.matching import Whitening
     from dsaudit.similarity.verify import verify_pairs
 
@@ -187,7 +189,7 @@ def test_the_frame_search_finds_copies_at_any_angle_mirrored_either_way():
     rng = np.random.default_rng(1)
     n = 30
     angles = rng.uniform(-180, 180, n)           # any angle; a vertical flip is a mirror turned by 180
-    copies = turn_each(refs[:n].astype(np.float32), angles)
+    copies = turn_one_by_one(refs[:n].astype(np.float32), angles)
     mirrored = rng.random(n) < 0.5
     copies[mirrored] = apply_dihedral(copies[mirrored], 1)[...]
     thumbs = np.concatenate([refs, np.clip(np.rint(copies), 0, 255).astype(np.uint8)])

@@ -577,14 +577,20 @@ def descriptors(thumbs: np.ndarray) -> np.ndarray:
     return small / np.maximum(norm, 1e-6)
 
 
-def shifted_descriptors(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Descriptors of the thumbnails translated by (dy, dx) pixels (edges replicated)."""
+def shifted(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The thumbnails (N, S, S) translated by (dy, dx) pixels, edges replicated (themselves when
+    not moved)."""
     if not dy and not dx:
-        return descriptors(thumbs)
+        return thumbs
     size = thumbs.shape[1]
     rows = np.clip(np.arange(size) - dy, 0, size - 1)
     cols = np.clip(np.arange(size) - dx, 0, size - 1)
-    return descriptors(thumbs[:, rows][:, :, cols])
+    return thumbs[:, rows][:, :, cols]
+
+
+def shifted_descriptors(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Descriptors of the thumbnails translated by (dy, dx) pixels (edges replicated)."""
+    return descriptors(shifted(thumbs, dy, dx))
 
 
 def squeezed_descriptors(thumbs: np.ndarray, axis: int, k: float) -> np.ndarray:

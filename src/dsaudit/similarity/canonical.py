@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from dsaudit.index.hashing import DIHEDRAL_NAMES, THUMB, _blur, apply_dihedral, block_means
+from dsaudit.index.hashing import DIHEDRAL_NAMES, THUMB, _blur, apply_dihedral, block_means, shifted
 from dsaudit.similarity.ops import search_ops
 from dsaudit.similarity.verify import turn_one_by_one
 from dsaudit.threads import parallel_map
@@ -106,20 +106,6 @@ def _orientations(thumbs: np.ndarray, n_peaks: int) -> np.ndarray:
     return ((order + 0.5 + off) * (360.0 / N_BINS) - 180.0).astype(np.float32)
 
 
-def turn_each(thumbs: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Each thumbnail turned by its own angle (degrees) about the centre, bilinear, edges clamped
-    (`verify.turn_one_by_one`, CHUNK images at a time): the per-image form of verify.warp(imgs, 1.0, angle)."""
-    return _chunked(turn_one_by_one, len(thumbs), thumbs, np.asarray(angles, np.float64))
-
-
-def _shifted(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    if not dy and not dx:
-        return thumbs
-    rows = np.clip(np.arange(THUMB) - dy, 0, THUMB - 1)
-    cols = np.clip(np.arange(THUMB) - dx, 0, THUMB - 1)
-    return thumbs[:, rows][:, :, cols]
-
-
 def window_descriptors(thumbs: np.ndarray) -> np.ndarray:
     """(N, 64) unit vectors: the 4x4 block means of hashing.descriptors, less their weighted mean,
     weighted by the centred window (the centre counts, the corners little)."""
@@ -143,7 +129,7 @@ def _query_versions(tq: np.ndarray, white: Callable[[np.ndarray], np.ndarray]) -
         ang = _orientations(t, 1)[:, 0]
         framed = turn_one_by_one(t, -ang.astype(np.float64))
         angles.append(ang)
-        versions += [white(window_descriptors(_shifted(framed, dy, dx))) for dy, dx in SHIFTS]
+        versions += [white(window_descriptors(shifted(framed, dy, dx))) for dy, dx in SHIFTS]
     return np.stack(versions), np.stack(angles)
 
 

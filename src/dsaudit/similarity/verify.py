@@ -651,13 +651,6 @@ class _Warper:
         return d, valid
 
 
-def _warp_affine(imgs: np.ndarray, m: np.ndarray, t: np.ndarray,
-                 with_valid: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Bilinear samples (P, D) of per-pair images (P, S, S) at M (u - c) + c + t for the D pixels u
-    of the inscribed disc; the mask of samples inside the image (None unless `with_valid`)."""
-    return _Warper(imgs)(m, t, with_valid)
-
-
 def _normalise(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Zero mean and unit norm over the mask (rows of x; None: every element)."""
     if mask is None:
