@@ -5,6 +5,7 @@ check that it confirms the same pairs, without running the whole scan again.
                                                                # benchmarks/scan_speed.py writes)
     python benchmarks/verify_replay.py replay pairs.npz [--others 3000] [--seed 0] [--threads N]
     python benchmarks/verify_replay.py replay pairs.npz --sample 6000   # time a random sample
+    python benchmarks/verify_replay.py bounds pairs.npz   # what a per-query bound would save and lose
 
 `capture` scans ROOT (every check but the probe, no record cache) and saves what
 `matching.near_matches` handed to `verify.verify_pairs` (the thumbnails and inner views, every
@@ -117,6 +118,46 @@ def replay(path: Path, others: int, seed: int, sample: int = 0) -> None:
                   f"{after['similarity'][j]:.4f} stage {after['stage'][j]}")
 
 
+def bounds(path: Path) -> None:
+    """What a per-query bound on the costly stages (the zoom/rotation search and the fits) would
+    save and lose on the captured candidates: (1) skipping pairs whose images are already joined
+    by the pairs confirmed without the search (a duplicate cluster needs only a spanning set of
+    pairs), and (2) each image's best m candidates by the shift stage's score going on."""
+    import pandas as pd
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from dsaudit.similarity import verify
+
+    c = np.load(path)
+    before = {k[4:]: c[k] for k in c.files if k.startswith("out_")}
+    ok = accepted(before, c["boost"], c["turned"])
+    a, b, stage, n = c["a"], c["b"], before["stage"], len(c["thumbs"])
+
+    def components(mask: np.ndarray) -> np.ndarray:
+        graph = coo_matrix((np.ones(int(mask.sum())), (a[mask], b[mask])), shape=(n, n))
+        return connected_components(graph, directed=False)[1]
+
+    costly = stage >= 2
+    cheap, final = components(ok & (stage < 2)), components(ok)
+    print(f"{len(a):,} candidates, {int(ok.sum()):,} confirmed; {int(costly.sum()):,} reached the search/fits "
+          f"({int((costly & ok).sum()):,} confirmed there)")
+    print(f"  joined already by pairs confirmed without the search: {int((costly & (cheap[a] == cheap[b])).sum()):,}; "
+          f"inside one final group at all: {int((costly & (final[a] == final[b])).sum()):,}")
+    # the shift stage's score of every candidate: the cascade without the search and the fits
+    shift = verify.verify_pairs(c["thumbs"], a, b, c["v"], threshold=float(c["threshold"]),
+                                search_threshold=float(c["search_threshold"]), boost=c["boost"],
+                                min_isotropy=float(c["min_isotropy"]), turn=c["turn"], turned=c["turned"],
+                                zooms=(1.0,), angles=(), refine_floor=9.0, turn_gate=None).similarity
+    df = pd.DataFrame({"a": a, "b": b, "score": shift, "ok": ok})[costly]
+    rank = np.minimum(df.groupby("a")["score"].rank(ascending=False, method="first"),
+                      df.groupby("b")["score"].rank(ascending=False, method="first"))
+    for m in (1, 2, 3, 4, 6, 8):
+        keep = rank <= m
+        print(f"  best {m} per image: {keep.mean():.1%} of the costly candidates kept, "
+              f"{int((df.ok & ~keep).sum())} confirmed pairs lost")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -129,6 +170,8 @@ def main() -> None:
     rep.add_argument("--sample", type=int, default=0, help="replay this many candidates drawn from all instead")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--threads", type=int, default=0, help="verification threads (DSAUDIT_THREADS; 0: all cores)")
+    bnd = sub.add_parser("bounds", help="what a per-query bound on the costly stages would save and lose")
+    bnd.add_argument("capture", type=Path)
     args = ap.parse_args()
     if args.cmd == "capture":
         if not args.root.is_dir():
@@ -139,6 +182,9 @@ def main() -> None:
         if not args.capture.is_file():
             print(f"no such capture: {args.capture}", file=sys.stderr)
             raise SystemExit(2)
+        if args.cmd == "bounds":
+            bounds(args.capture)
+            return
         if args.threads:
             os.environ["DSAUDIT_THREADS"] = str(args.threads)
         replay(args.capture, args.others, args.seed, args.sample)
